@@ -1,0 +1,92 @@
+"""Tiny random backbones (T5, BART) with a word-level tokenizer, built once per session.
+
+Each is saved as a Hugging Face model directory, so tests go through the same loading path a
+user's local model takes (`--model DIR`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "examples" / "wordnet" / "train.txt"
+VALID = ROOT / "examples" / "wordnet" / "valid.txt"
+
+
+def _tokenizer(lines: list[str], bos: bool):
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    specials = ["<pad>", "</s>", "<unk>", "<s>"]
+    tok.train_from_iterator(lines, trainers.WordLevelTrainer(vocab_size=120, special_tokens=specials))
+    single = "<s> $A </s>" if bos else "$A </s>"
+    tok.post_processor = processors.TemplateProcessing(single=single, special_tokens=[("<s>", 3), ("</s>", 1)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", bos_token="<s>"
+    )
+
+
+def tiny_t5(directory: Path) -> Path:
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    tok = _tokenizer(CORPUS.read_text().splitlines(), bos=False)
+    config = T5Config(
+        vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, dropout_rate=0.0,
+    )
+    T5ForConditionalGeneration(config).save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
+def tiny_bart(directory: Path) -> Path:
+    import torch
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    torch.manual_seed(0)
+    tok = _tokenizer(CORPUS.read_text().splitlines(), bos=True)
+    config = BartConfig(
+        vocab_size=len(tok), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=128,
+        pad_token_id=0, eos_token_id=1, bos_token_id=3, decoder_start_token_id=1, forced_eos_token_id=None,
+        dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+    )
+    BartForConditionalGeneration(config).save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def t5_dir(tmp_path_factory) -> Path:
+    return tiny_t5(tmp_path_factory.mktemp("tiny-t5"))
+
+
+@pytest.fixture(scope="session")
+def bart_dir(tmp_path_factory) -> Path:
+    return tiny_bart(tmp_path_factory.mktemp("tiny-bart"))
+
+
+@pytest.fixture(scope="session")
+def backbone_dirs(t5_dir, bart_dir) -> dict[str, Path]:
+    return {"t5": t5_dir, "bart": bart_dir}
+
+
+@pytest.fixture
+def corpus() -> Path:
+    return CORPUS
+
+
+@pytest.fixture
+def valid() -> Path:
+    return VALID

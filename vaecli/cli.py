@@ -1,0 +1,382 @@
+"""The `vae` command: parse, call the library, print. The only module that knows Typer and rich.
+
+Data goes to stdout, everything else (progress, counts, warnings, errors) to stderr. Errors are
+one line and a non-zero exit code (see README, "Exit codes"); tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Optional
+
+import typer
+
+app = typer.Typer(
+    help="Turn a pretrained encoder-decoder Transformer into a text VAE, and use its latent space from a shell.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_ERROR, EXIT_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+DEFAULT_MODEL = "vae-model"
+
+ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model directory [default: $VAE_MODEL, else ./vae-model].")]
+BeamOpt = Annotated[int, typer.Option(min=1, help="Beam width (1 = greedy).")]
+SampleOpt = Annotated[bool, typer.Option("--sample", help="Sample tokens (nucleus) instead of greedy/beam decoding.")]
+TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus mass when sampling.")]
+TempOpt = Annotated[float, typer.Option(min=0.0, help="Softmax temperature when sampling.")]
+SeedOpt = Annotated[Optional[int], typer.Option(help="Random seed (makes sampling reproducible).")]
+
+
+def err(message: str, style: str = "") -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(message, style=style or None, markup=False)
+
+
+def quiet_libraries() -> None:
+    """Silence the libraries' own progress bars and load reports; we report on stderr ourselves."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+@contextmanager
+def handled() -> Iterator[None]:
+    """Turn the library's user-facing errors into one stderr line and an exit code."""
+    from vaecli.config import ConfigError
+    from vaecli.infer import VectorSizeError
+    from vaecli.io import InputError
+    from vaecli.model import ModelDirError
+
+    try:
+        yield
+    except (InputError, VectorSizeError, ConfigError) as e:
+        err(f"error: {e}")
+        raise typer.Exit(EXIT_INPUT) from None
+    except ModelDirError as e:
+        err(f"error: {e}")
+        raise typer.Exit(EXIT_ERROR) from None
+    except BrokenPipeError:
+        # The reader went away (`| head -1`): stop quietly, and keep Python from complaining at exit.
+        _silence_stdout()
+        raise typer.Exit(0) from None
+    except KeyboardInterrupt:
+        err("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file (tests' in-process runner)
+
+
+def load_model(model: Path | None) -> Any:
+    quiet_libraries()
+    from vaecli.api import TextVAE
+    from vaecli.model import ModelDirError
+
+    path = model or Path(os.environ.get("VAE_MODEL") or DEFAULT_MODEL)
+    if not path.exists():
+        raise ModelDirError(f"no model at {path}; train one with `vae finetune corpus.txt` or pass --model DIR")
+    return TextVAE.from_pretrained(path)
+
+
+def out_lines(lines: list[str]) -> None:
+    stdout = sys.stdout
+    for line in lines:
+        stdout.write(line.replace("\n", " ") + "\n")
+    stdout.flush()
+
+
+def read_input(texts: list[str], input_file: Path | None) -> list[str]:
+    from vaecli.io import read_lines
+
+    lines = read_lines(texts, str(input_file) if input_file else None, sys.stdin.buffer)
+    if lines.blank:
+        err(f"skipped {lines.blank} blank line(s)")
+    if not lines.texts:
+        from vaecli.io import InputError
+
+        raise InputError("no sentences given: pass them as arguments, with -i FILE, or on stdin")
+    return lines.texts
+
+
+# -- finetune ------------------------------------------------------------------------------------
+
+
+@app.command()
+def finetune(
+    train_file: Annotated[Path, typer.Argument(help="Training sentences, one per line.")],
+    valid: Annotated[Optional[Path], typer.Option(help="Validation sentences (default: hold out 5% of TRAIN_FILE).")] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Backbone: minilm (embedded), a hub name (t5-small), a local directory, or a phase-1 output.")] = "minilm",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output model directory.")] = Path(DEFAULT_MODEL),
+    phase: Annotated[str, typer.Option(help="Which phases: both, 1 or 2.")] = "both",
+    phase1_steps: Annotated[int, typer.Option(help="Optimizer steps of phase 1.")] = 1000,
+    phase2_steps: Annotated[int, typer.Option(help="Optimizer steps of phase 2.")] = 2000,
+    phase1_epochs: Annotated[Optional[float], typer.Option(help="Phase 1 length in epochs (overrides steps).")] = None,
+    phase2_epochs: Annotated[Optional[float], typer.Option(help="Phase 2 length in epochs (overrides steps).")] = None,
+    freeze_decoder: Annotated[bool, typer.Option("--freeze-decoder", help="Phase 1: keep the decoder's pretrained weights fixed.")] = False,
+    phase1_denoise: Annotated[float, typer.Option(help="Phase 1: fraction of input tokens deleted.")] = 0.0,
+    denoise: Annotated[float, typer.Option(help="Phase 2: fraction of input tokens deleted (targets stay clean).")] = 0.15,
+    beta_schedule: Annotated[str, typer.Option(help="constant, linear or cyclical (over the real phase-2 steps).")] = "cyclical",
+    beta_max: Annotated[float, typer.Option(help="Largest KL weight.")] = 1.0,
+    beta_cycles: Annotated[int, typer.Option(help="Cycles of the cyclical schedule.")] = 4,
+    beta_ramp: Annotated[float, typer.Option(help="Fraction of a cycle spent rising.")] = 0.5,
+    free_bits: Annotated[float, typer.Option(help="Free bits lambda: nats per dimension, on the batch-averaged KL.")] = 0.5,
+    latent_dim: Annotated[int, typer.Option(help="Size of z.")] = 32,
+    pooling: Annotated[str, typer.Option(help="mean or max (padding masked).")] = "mean",
+    injection: Annotated[str, typer.Option(help="memory, prefix or embedding.")] = "memory",
+    memory_slots: Annotated[int, typer.Option(help="Vectors z becomes under memory injection.")] = 4,
+    batch_size: Annotated[int, typer.Option(help="Sentences per step (per process).")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-4,
+    warmup: Annotated[float, typer.Option(help="Fraction of each phase warming the LR up.")] = 0.05,
+    clip: Annotated[float, typer.Option(help="Gradient-norm clipping (0 = off).")] = 1.0,
+    max_length: Annotated[int, typer.Option(help="Longest input in subword tokens; longer lines are truncated.")] = 64,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    bf16: Annotated[str, typer.Option(help="bf16 autocast: auto, yes or no.")] = "auto",
+    valid_every: Annotated[int, typer.Option(help="Validate every N steps.")] = 200,
+    save_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 200,
+    patience: Annotated[int, typer.Option(help="Phase-2 early stopping patience in validations (0 = off).")] = 0,
+    threads: Annotated[int, typer.Option(help="torch threads (0 = default).")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
+) -> None:
+    """Finetune a pretrained encoder-decoder into a VAE (phase 1, then phase 2); writes a model directory."""
+    values = dict(locals())
+    with handled():
+        quiet_libraries()
+        from vaecli.config import TrainConfig
+        from vaecli.train import Interrupted, RunError, finetune as run
+
+        for key in ("resume", "overwrite", "valid"):
+            values.pop(key)
+        values.update(train_file=str(train_file), valid_file=str(valid) if valid else None, out=str(out))
+        try:
+            cfg = TrainConfig(**values)
+            with Reporter() as report:
+                path = run(cfg, report, resume=resume, overwrite=overwrite)
+        except RunError as e:
+            err(f"error: {e}")
+            raise typer.Exit(EXIT_ERROR) from None
+        except Interrupted as e:
+            err(str(e))
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        err(f"model saved in {path}")
+        print(path)
+
+
+class Reporter:
+    """Training events -> a rich progress bar on a terminal, plain lines otherwise (both on stderr)."""
+
+    def __enter__(self) -> Reporter:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.progress = None
+        if self.console.is_terminal:
+            self.progress = Progress(
+                TextColumn("phase {task.fields[phase]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=self.console,
+            )
+            self.progress.start()
+        self.task = None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["kind"]
+        if kind == "data":
+            self.console.print(
+                f"{event['train']} training / {event['valid']} validation sentences; "
+                f"{event['blank']} blank line(s) skipped, {event['truncated']} truncated to --max-length"
+            )
+        elif kind == "phase" and self.progress is not None:
+            self.task = self.progress.add_task("", total=event["total"], completed=event["start"], phase=event["phase"], stats="")
+        elif kind == "step" and self.progress is not None and self.task is not None:
+            stats = f"rec {event['rec']:.2f} kl {event['kl']:.2f} beta {event['beta']:.2f} {event['steps_per_s']:.2f} steps/s"
+            self.progress.update(self.task, completed=event["step"], stats=stats)
+        elif kind == "valid":
+            mark = " (best, saved)" if event["best"] else ""
+            self.console.print(
+                f"phase {event['phase']} step {event['step']}: valid rec {event['rec']:.3f} kl {event['kl']:.3f} "
+                f"-elbo {event['elbo']:.3f} au {event['au']} mi {event['mi']:.3f}{mark}"
+            )
+        elif kind == "message":
+            self.console.print(event["text"])
+
+
+# -- latent commands -------------------------------------------------------------------------------
+
+
+@app.command()
+def encode(
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Sentences (default: -i FILE or stdin, one per line).")] = None,
+    input_file: Annotated[Optional[Path], typer.Option("--input", "-i", help="Read sentences from FILE ('-' = stdin).")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl, tsv, npy or safetensors.")] = "jsonl",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to FILE (atomically) instead of stdout.")] = None,
+    sample: Annotated[bool, typer.Option("--sample", help="Draw z ~ q(z|x) instead of the mean mu.")] = False,
+    with_logvar: Annotated[bool, typer.Option("--with-logvar", help="Add the posterior log-variance.")] = False,
+    seed: SeedOpt = None,
+    model: ModelOpt = None,
+) -> None:
+    """Sentences -> latent vectors (mu by default)."""
+    with handled():
+        from vaecli import infer
+        from vaecli.io import InputError, atomic_open, write_vectors
+
+        if fmt not in ("jsonl", "tsv", "npy", "safetensors"):
+            raise InputError(f"--format must be jsonl, tsv, npy or safetensors, not {fmt!r}")
+        if output is None and fmt in ("npy", "safetensors") and sys.stdout.isatty():
+            raise InputError(f"{fmt} is binary: write it with -o FILE or into a pipe")
+        sentences = read_input(texts or [], input_file)
+        vae = load_model(model)
+        enc = infer.encode(vae, sentences)
+        if enc.truncated:
+            err(f"warning: {enc.truncated} sentence(s) longer than {vae.config.max_length} tokens were truncated")
+        vectors = infer.sample_posterior(enc, seed=seed) if sample else enc.mu
+        args = dict(texts=sentences, fmt=fmt, logvar=enc.logvar if with_logvar else None, key="z" if sample else "mu")
+        if output is None:
+            write_vectors(sys.stdout.buffer, vectors, **args)
+            sys.stdout.buffer.flush()
+        else:
+            with atomic_open(output) as f:
+                write_vectors(f, vectors, **args)
+
+
+@app.command()
+def decode(
+    input_file: Annotated[Optional[Path], typer.Option("--input", "-i", help="Vectors file (default: stdin).")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="jsonl, tsv, npy or safetensors (default: detect).")] = None,
+    beam: BeamOpt = 1, sample: SampleOpt = False, top_p: TopPOpt = 1.0, temperature: TempOpt = 1.0,
+    seed: SeedOpt = None, model: ModelOpt = None,
+) -> None:
+    """Latent vectors (any format `encode` writes) -> one sentence per line."""
+    with handled():
+        from vaecli import infer
+        from vaecli.io import InputError, check_text_file, read_vectors
+
+        if input_file is not None and str(input_file) != "-":
+            if not input_file.is_file():
+                check_text_file(input_file)  # raises the right one-line error
+            data, name = input_file.read_bytes(), str(input_file)
+        else:
+            data, name = sys.stdin.buffer.read(), "<stdin>"
+        vae = load_model(model)
+        vectors, _ = read_vectors(data, fmt, name=name, dim=vae.config.latent_dim)
+        if not len(vectors):
+            raise InputError(f"no vectors in {name}")
+        out_lines(infer.decode(vae, vectors, beam=beam, sample=sample, top_p=top_p, temperature=temperature, seed=seed))
+
+
+@app.command()
+def sample(
+    n: Annotated[int, typer.Option("-n", min=1, help="How many sentences.")] = 10,
+    scale: Annotated[float, typer.Option("--scale", "-t", min=0.0, help="Prior scale t: z ~ N(0, t^2 I).")] = 1.0,
+    beam: BeamOpt = 1, sample_tokens: SampleOpt = False, top_p: TopPOpt = 1.0, temperature: TempOpt = 1.0,
+    seed: SeedOpt = None, model: ModelOpt = None,
+) -> None:
+    """Decode n draws from the prior."""
+    with handled():
+        from vaecli import infer
+
+        vae = load_model(model)
+        z = infer.prior(vae, n, scale, seed)
+        out_lines(infer.decode(vae, z, beam=beam, sample=sample_tokens, top_p=top_p, temperature=temperature, seed=seed))
+
+
+@app.command()
+def interpolate(
+    a: Annotated[str, typer.Argument(help="Start sentence.")],
+    b: Annotated[str, typer.Argument(help="End sentence.")],
+    steps: Annotated[int, typer.Option(min=2, help="Points on the path, both ends included.")] = 5,
+    slerp: Annotated[bool, typer.Option("--slerp", help="Spherical instead of linear path.")] = False,
+    beam: BeamOpt = 1, model: ModelOpt = None,
+) -> None:
+    """Decode a path through latent space from A's encoding to B's."""
+    with handled():
+        from vaecli import infer
+
+        vae = load_model(model)
+        mu = infer.encode(vae, [a, b]).mu
+        t, points = infer.path(mu[0], mu[1], steps, slerp)
+        texts = infer.decode(vae, points, beam=beam)
+        if sys.stdout.isatty():
+            from rich.console import Console
+            from rich.table import Table
+
+            table = Table("t", "sentence")
+            for ti, text in zip(t, texts):
+                table.add_row(f"{ti:.2f}", text)
+            Console().print(table)
+        else:
+            out_lines(texts)
+
+
+@app.command()
+def paraphrase(
+    text: Annotated[str, typer.Argument(help="The sentence.")],
+    n: Annotated[int, typer.Option("-n", min=1, help="How many paraphrases (at most).")] = 5,
+    scale: Annotated[float, typer.Option(min=0.0, help="Scale of the posterior's standard deviation.")] = 1.0,
+    beam: BeamOpt = 1, sample_tokens: SampleOpt = False, top_p: TopPOpt = 1.0, temperature: TempOpt = 1.0,
+    seed: SeedOpt = None, model: ModelOpt = None,
+) -> None:
+    """Distinct sentences decoded from around TEXT's posterior (TEXT itself left out)."""
+    with handled():
+        from vaecli import infer
+
+        vae = load_model(model)
+        found = infer.paraphrase(vae, text, n, scale=scale, seed=seed, beam=beam, sample=sample_tokens, top_p=top_p, temperature=temperature)
+        if len(found) < n:
+            err(f"found {len(found)} distinct paraphrase(s) of {n}; try a larger --scale")
+        out_lines(found)
+
+
+@app.command()
+def steer(
+    text: Annotated[str, typer.Argument(help="The sentence to move.")],
+    source: Annotated[Path, typer.Option("--from", help="Sentences with the attribute to move away from.")],
+    target: Annotated[Path, typer.Option("--to", help="Sentences with the attribute to move towards.")],
+    alpha: Annotated[float, typer.Option(help="How far along mean(to) - mean(from).")] = 1.0,
+    beam: BeamOpt = 1, model: ModelOpt = None,
+) -> None:
+    """Move TEXT along the direction from the mean encoding of --from to that of --to."""
+    with handled():
+        from vaecli.io import read_lines
+
+        vae = load_model(model)
+        src, dst = read_lines(path=str(source)).texts, read_lines(path=str(target)).texts
+        for name, lines in ((source, src), (target, dst)):
+            if not lines:
+                from vaecli.io import InputError
+
+                raise InputError(f"{name} has no sentences")
+        out_lines([vae.steer(text, src, dst, alpha, beam=beam)])
+
+
+@app.command()
+def analogy(
+    a: Annotated[str, typer.Argument()], b: Annotated[str, typer.Argument()], c: Annotated[str, typer.Argument()],
+    beam: BeamOpt = 1, model: ModelOpt = None,
+) -> None:
+    """A is to B as C is to ...: decodes C + (B - A)."""
+    with handled():
+        vae = load_model(model)
+        out_lines([vae.analogy(a, b, c, beam=beam)])
+
+
+def main() -> None:
+    app()

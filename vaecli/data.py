@@ -1,0 +1,136 @@
+"""Sentences to batches: read through `datasets`, tokenise (cached), group by length, delete tokens.
+
+Batches are padded on the right to their own longest row and drawn from groups of similar length,
+so little compute goes to padding. The order depends only on (seed, phase, epoch): a resumed run
+sees exactly the batches the interrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from vaecli.io import check_text_file
+
+GROUP_BATCHES = 50  # batches per length-sorted group: enough to bucket, few enough to stay random
+
+
+@dataclass
+class Corpus:
+    """A tokenised text file."""
+
+    input_ids: list[list[int]]
+    texts: list[str]
+    blank: int
+    truncated: int
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], int]:
+    """Token ids of each text (special tokens included), truncated to max_length; and how many were cut."""
+    if not texts:
+        return [], 0
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length + 1)["input_ids"]
+    long = [i for i, row in enumerate(ids) if len(row) > max_length]
+    if long:
+        redo = tokenizer([texts[i] for i in long], truncation=True, max_length=max_length)["input_ids"]
+        for i, row in zip(long, redo):
+            ids[i] = row
+    return ids, len(long)
+
+
+def load_corpus(path: str | Path, tokenizer: Any, max_length: int, limit: int | None = None) -> Corpus:
+    """Read one sentence per line through `datasets` (offline), skip blank lines, tokenise (cached on disk)."""
+    import datasets
+    from datasets import load_dataset
+
+    check_text_file(path)
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    ds = load_dataset("text", data_files=str(path), split="train")
+    total = len(ds)
+    ds = ds.filter(lambda batch: [bool(t.strip()) for t in batch["text"]], batched=True)
+    blank = total - len(ds)
+    if limit is not None and len(ds) > limit:
+        ds = ds.select(range(limit))
+
+    def encode(batch: dict[str, list[str]]) -> dict[str, Any]:
+        texts = [t.strip() for t in batch["text"]]
+        ids, _ = tokenize(tokenizer, texts, max_length)
+        return {"input_ids": ids, "over": [len(r) >= max_length for r in ids]}
+
+    # Fingerprinting hashes the tokenizer and max_length, so the cache is reused only when both match.
+    ds = ds.map(encode, batched=True, batch_size=1000)
+    texts = [t.strip() for t in ds["text"]]
+    ids = ds["input_ids"]
+    # `over` marks rows at the limit; re-count exactly which were cut.
+    truncated = sum(1 for t, at in zip(texts, ds["over"]) if at and len(tokenizer(t)["input_ids"]) > max_length)
+    return Corpus(ids, texts, blank, truncated)
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int, shuffle: bool = True) -> list[list[int]]:
+    """Indices grouped into batches of similar length.
+
+    With shuffle: a seeded permutation, cut into groups of GROUP_BATCHES batches, each group sorted by
+    length and cut into batches, then the batch order shuffled. Without: one sort by length (inference).
+    """
+    lengths = np.asarray(lengths)
+    if not shuffle:
+        order = np.argsort(-lengths, kind="stable")
+        return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    group = batch_size * GROUP_BATCHES
+    batches = []
+    for start in range(0, len(order), group):
+        chunk = order[start : start + group]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size].tolist() for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def pad_batch(rows: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad token id lists into input_ids and attention_mask tensors."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def delete_tokens(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    p: float,
+    pad_id: int,
+    protected: Sequence[int] = (),
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Delete each real, non-special token with probability p; the survivors move left, ids and mask together.
+
+    Returns new (input_ids, attention_mask) of the same shape; deleted positions become padding at the
+    end of the row. Targets are not touched: callers keep the clean ids for the decoder.
+    """
+    if p <= 0:
+        return input_ids, attention_mask
+    real = attention_mask.bool()
+    special = torch.zeros_like(real)
+    for token in protected:
+        special |= input_ids == token
+    drop = (torch.rand(input_ids.shape, generator=generator, device=input_ids.device) < p) & real & ~special
+    keep = real & ~drop
+    # A stable sort of "not kept" moves kept tokens to the front in their original order.
+    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)
+    new_ids = torch.gather(input_ids, 1, order)
+    kept = keep.sum(dim=1, keepdim=True)
+    new_mask = (torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0) < kept).long()
+    new_ids = new_ids.masked_fill(new_mask == 0, pad_id)
+    return new_ids, new_mask

@@ -1,0 +1,38 @@
+"""Latent-space statistics over a whole evaluation set (definitions in README, after He et al. 2019).
+
+All functions take every sentence's posterior at once: MI's aggregate posterior is the mixture over
+the **whole** set, never one batch (the authors' code capped MI at log(batch size)).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+AU_THRESHOLD = 0.01
+
+
+def active_units(mu: torch.Tensor, threshold: float = AU_THRESHOLD) -> int:
+    """Dimensions whose variance of mu across sentences, Cov_x(mu_d), is at least `threshold`."""
+    if mu.shape[0] < 2:
+        return 0
+    return int((mu.double().var(dim=0, unbiased=False) >= threshold).sum())
+
+
+def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None, chunk: int = 256) -> float:
+    """I(x; z) = E_x E_{q(z|x)}[log q(z|x) - log q(z)] with q(z) = mean_n q(z|x_n), one z per sentence.
+
+    E_x E_q[log q(z|x)] is the closed-form negative entropy; log q(z) is a logsumexp over all N posteriors.
+    """
+    mu, logvar = mu.double(), logvar.double()
+    n, d = mu.shape
+    neg_entropy = (-0.5 * d * math.log(2 * math.pi) - 0.5 * (1 + logvar).sum(dim=-1)).mean()
+    z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator, dtype=mu.dtype)
+    log_qz = []
+    var = logvar.exp()
+    for start in range(0, n, chunk):
+        zc = z[start : start + chunk].unsqueeze(1)  # (c, 1, d) against all (1, N, d)
+        log_density = -0.5 * (((zc - mu.unsqueeze(0)) ** 2) / var.unsqueeze(0) + logvar.unsqueeze(0) + math.log(2 * math.pi)).sum(-1)
+        log_qz.append(torch.logsumexp(log_density, dim=1) - math.log(n))
+    return float(neg_entropy - torch.cat(log_qz).mean())

@@ -1,0 +1,397 @@
+"""The finetuning loop: phase 1 (beta = 0, encoder warm-up), phase 2 (full VAE), on accelerate.
+
+Progress goes to an `on_event` callback (the CLI draws it); nothing here prints. State that a
+resumed run needs (optimizer, LR schedule, RNG, phase, step) is checkpointed without pickle, and the
+data order is a pure function of (seed, phase, epoch), so a resumed run repeats the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from vaecli.backbones import build_vae
+from vaecli.checkpoint import find_checkpoint, load_trainer_state, restore, save_checkpoint
+from vaecli.config import ConfigError, TrainConfig
+from vaecli.data import Corpus, delete_tokens, length_batches, load_corpus, pad_batch
+from vaecli.metrics import active_units, mutual_information
+from vaecli.model import ModelDirError, TextVAE
+from vaecli.schedule import beta_at
+
+Event = dict[str, Any]
+LOG_EVERY = 10
+
+
+class RunError(ValueError):
+    """A run cannot start or go on; one line for stderr."""
+
+
+class Interrupted(Exception):
+    """Stopped by Ctrl-C after writing a checkpoint."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        super().__init__(f"interrupted; checkpoint saved in {checkpoint}; continue with --resume")
+        self.checkpoint = checkpoint
+
+
+@dataclass
+class StopFlag:
+    """Set by the first Ctrl-C; the loop stops at the next step boundary."""
+
+    requested: bool = False
+    previous: Any = field(default=None, repr=False)
+
+    def install(self) -> None:
+        try:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread
+            self.previous = None
+
+    def uninstall(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+def use_bf16(setting: str) -> bool:
+    if setting in ("yes", "no"):
+        return setting == "yes"
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def versions() -> dict[str, str]:
+    import accelerate
+    import transformers
+
+    from vaecli import __version__
+
+    return {
+        "vaecli": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "accelerate": accelerate.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def prepare_out(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is a file; choose a directory")
+    if resume:
+        if find_checkpoint(out) is None:
+            raise RunError(f"--resume: no checkpoint in {out}; start a new run without --resume")
+        return out
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise RunError(f"{out} already exists; pass --resume to continue it or --overwrite to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+class Trainer:
+    """One `vae finetune` run, both phases or one."""
+
+    def __init__(self, cfg: TrainConfig, on_event: Callable[[Event], None] | None = None, resume: bool = False, overwrite: bool = False) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.on_event = on_event or (lambda event: None)
+        self.out = prepare_out(cfg, resume, overwrite)
+        self.resume_state: dict[str, Any] | None = None
+        self.checkpoint_dir = find_checkpoint(self.out) if resume else None
+        if self.checkpoint_dir is not None:
+            self.resume_state = load_trainer_state(self.checkpoint_dir)
+            cfg = TrainConfig.from_dict(self.resume_state["trainer"]["config"])
+        self.cfg = cfg
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        self.accelerator = Accelerator(mixed_precision="bf16" if use_bf16(cfg.bf16) else "no")
+        set_seed(cfg.seed)
+        if self.checkpoint_dir is not None:
+            self.model = TextVAE.from_pretrained(self.checkpoint_dir)
+        else:
+            self.model = build_vae(cfg.model, cfg.vae_config())
+        self.model.train()
+        tok = self.model.tokenizer
+        self.protected = [int(t) for t in tok.all_special_ids]
+        max_length = self.model.config.max_length
+        self.train_data = load_corpus(cfg.train_file, tok, max_length)
+        if len(self.train_data) == 0:
+            raise RunError(f"{cfg.train_file} has no non-blank lines")
+        if cfg.valid_file:
+            self.valid_data = load_corpus(cfg.valid_file, tok, max_length, limit=cfg.valid_size)
+        else:
+            self.valid_data = self._hold_out()
+        self.stop = StopFlag()
+        self.best = math.inf
+        self.validations_without_gain = 0
+        self.steps_per_second: dict[str, float] = {}
+
+    def _hold_out(self) -> Corpus:
+        """Without --valid: the last 5% of the training lines (at most valid_size) are held out."""
+        data = self.train_data
+        n = min(self.cfg.valid_size, max(1, len(data) // 20)) if len(data) > 1 else 0
+        if n == 0:
+            return Corpus(data.input_ids[:1], data.texts[:1], 0, 0)
+        valid = Corpus(data.input_ids[-n:], data.texts[-n:], 0, 0)
+        self.train_data = Corpus(data.input_ids[:-n], data.texts[:-n], data.blank, data.truncated)
+        return valid
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def emit(self, kind: str, **values: Any) -> None:
+        if self.accelerator.is_main_process:
+            self.on_event({"kind": kind, **values})
+
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        if self.accelerator.is_main_process:
+            with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def batches_per_epoch(self) -> int:
+        return math.ceil(len(self.train_data) / self.cfg.batch_size)
+
+    def phase_steps(self, phase: int) -> int:
+        epochs = self.cfg.phase1_epochs if phase == 1 else self.cfg.phase2_epochs
+        if epochs is not None:
+            return max(1, math.ceil(epochs * self.batches_per_epoch() / self.accelerator.num_processes))
+        return self.cfg.phase1_steps if phase == 1 else self.cfg.phase2_steps
+
+    def loader(self, phase: int, epoch: int, skip: int) -> Any:
+        from torch.utils.data import DataLoader
+
+        lengths = [len(r) for r in self.train_data.input_ids]
+        batches = length_batches(lengths, self.cfg.batch_size, self.cfg.seed + 1000 * phase, epoch)
+        ids = self.train_data.input_ids
+        pad_id = self.accelerator.unwrap_model(self.model).pad_id
+        # A private generator: creating the iterator must not draw from the global RNG (exact resume).
+        loader = DataLoader(range(len(ids)), batch_sampler=batches, generator=torch.Generator().manual_seed(0),
+                            collate_fn=lambda rows: pad_batch([ids[i] for i in rows], pad_id))
+        loader = self.accelerator.prepare_data_loader(loader)
+        return self.accelerator.skip_first_batches(loader, skip) if skip else loader
+
+    def batch_stream(self, phase: int, start_step: int):
+        per_epoch = max(1, math.ceil(self.batches_per_epoch() / self.accelerator.num_processes))
+        epoch, skip = divmod(start_step, per_epoch)
+        while True:
+            yield from self.loader(phase, epoch, skip)
+            epoch, skip = epoch + 1, 0
+
+    # -- validation ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def validate(self, model: TextVAE) -> dict[str, float]:
+        """Rec, KL, -ELBO (one z sample, fixed seed), AU and MI over the validation set."""
+        model.eval()
+        generator = torch.Generator().manual_seed(self.cfg.seed)
+        data = self.valid_data
+        rec = kl = 0.0
+        mus, logvars = [], []
+        for rows in length_batches([len(r) for r in data.input_ids], self.cfg.batch_size, 0, 0, shuffle=False):
+            batch = pad_batch([data.input_ids[i] for i in rows], model.pad_id)
+            batch = {k: v.to(model.device) for k, v in batch.items()}
+            with self.accelerator.autocast():
+                out = model(batch["input_ids"], batch["attention_mask"], generator=generator)
+            rec += float(out.rec_per_sentence.sum())
+            kl += float(out.kl_per_sentence.sum())
+            mus.append(out.mu.cpu())
+            logvars.append(out.logvar.cpu())
+        model.train()
+        n = len(data)
+        mu, logvar = torch.cat(mus), torch.cat(logvars)
+        return {
+            "rec": rec / n,
+            "kl": kl / n,
+            "elbo": (rec + kl) / n,
+            "au": active_units(mu),
+            "mi": mutual_information(mu, logvar, generator),
+        }
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def trainer_state(self, phase: int, step: int) -> dict[str, Any]:
+        return {
+            "config": self.cfg.to_dict(),
+            "phase": phase,
+            "step": step,
+            "best": self.best if math.isfinite(self.best) else None,
+            "validations_without_gain": self.validations_without_gain,
+        }
+
+    def run(self) -> Path:
+        phases = {"both": [1, 2], "1": [1], "2": [2]}[self.cfg.phase]
+        start_phase, start_step = phases[0], 0
+        if self.resume_state is not None:
+            saved = self.resume_state["trainer"]
+            start_phase, start_step = saved["phase"], saved["step"]
+            self.best = saved["best"] if saved["best"] is not None else math.inf
+            self.validations_without_gain = saved["validations_without_gain"]
+            self._trim_metrics(start_phase, start_step)
+        self.stop.install()
+        try:
+            for phase in phases:
+                if phase < start_phase:
+                    continue
+                self.run_phase(phase, start_step if phase == start_phase else 0)
+                if phase == 1 and 2 in phases and self.accelerator.is_main_process:
+                    self.accelerator.unwrap_model(self.model).save_pretrained(self.out / "phase1")
+        finally:
+            self.stop.uninstall()
+        self.write_training_json()
+        return self.out
+
+    def _trim_metrics(self, phase: int, step: int) -> None:
+        """Drop records written after the checkpoint, so a resumed run's metrics.jsonl has no repeats."""
+        path = self.out / "metrics.jsonl"
+        if not path.exists() or not self.accelerator.is_main_process:
+            return
+        keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+                and (json.loads(line)["phase"], json.loads(line)["step"]) <= (phase, step)]
+        path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+
+    def run_phase(self, phase: int, start_step: int) -> None:
+        from transformers import get_linear_schedule_with_warmup
+
+        cfg, acc = self.cfg, self.accelerator
+        model = acc.unwrap_model(self.model)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        if phase == 1 and cfg.freeze_decoder:
+            model.freeze_decoder()
+        total = self.phase_steps(phase)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total), max(1, total))
+        if start_step > 0 and self.checkpoint_dir is not None:
+            restore(self.checkpoint_dir, optimizer, scheduler, self.resume_state)
+        if start_step == 0:
+            self.best, self.validations_without_gain = math.inf, 0
+        wrapped, optimizer = acc.prepare(model, optimizer)
+        self.model = wrapped
+        denoise = cfg.phase1_denoise if phase == 1 else cfg.denoise
+        free_bits = 0.0 if phase == 1 else cfg.free_bits
+        stream = self.batch_stream(phase, start_step)
+        started, step = time.perf_counter(), start_step
+        self.emit("phase", phase=phase, total=total, start=start_step)
+        while step < total:
+            if self.stop.requested:
+                path = self.checkpoint(model, optimizer, scheduler, phase, step)
+                raise Interrupted(path)
+            batch = next(stream)
+            beta = 0.0 if phase == 1 else beta_at(step, total, cfg.beta_schedule, cfg.beta_max, cfg.beta_cycles, cfg.beta_ramp)
+            noisy_ids, noisy_mask = delete_tokens(batch["input_ids"], batch["attention_mask"], denoise, model.pad_id, self.protected)
+            out = wrapped(noisy_ids, noisy_mask, batch["input_ids"], batch["attention_mask"], beta=beta, free_bits=free_bits)
+            if not torch.isfinite(out.loss):
+                raise RunError(
+                    f"the loss became {float(out.loss)} at phase {phase} step {step + 1}; "
+                    f"lower --lr (now {cfg.lr}) or try --bf16 no; the last checkpoint is in {self.out / 'checkpoint'}"
+                )
+            acc.backward(out.loss)
+            if cfg.clip > 0:
+                acc.clip_grad_norm_(params, cfg.clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            values = {"phase": phase, "step": step, "total": total, "loss": out.loss.item(), "rec": out.rec.item(),
+                      "kl": out.kl.item(), "beta": beta, "lr": scheduler.get_last_lr()[0]}
+            elapsed = time.perf_counter() - started
+            values["steps_per_s"] = (step - start_step) / elapsed if elapsed > 0 else 0.0
+            self.emit("step", **values)
+            if step % LOG_EVERY == 0 or step == total:
+                self.log_metrics({"kind": "train", **values})
+            stop_early = False
+            if step % cfg.valid_every == 0 or step == total:
+                stop_early = self.validate_and_keep(model, phase, step)
+            if step % cfg.save_every == 0 or step == total or stop_early:
+                self.checkpoint(model, optimizer, scheduler, phase, step)
+            if stop_early:
+                self.emit("message", text=f"early stopping at phase {phase} step {step}: no better -ELBO in {cfg.patience} validations")
+                break
+        self.steps_per_second[f"phase{phase}"] = (step - start_step) / max(1e-9, time.perf_counter() - started)
+        self.model = model
+
+    def validate_and_keep(self, model: TextVAE, phase: int, step: int) -> bool:
+        """Validate, save the model directory when the score improves; True when early stopping is due."""
+        metrics = self.validate(model)
+        score = metrics["rec"] if phase == 1 else metrics["elbo"]
+        improved = score < self.best
+        if improved:
+            self.best, self.validations_without_gain = score, 0
+            if self.accelerator.is_main_process:
+                model.save_pretrained(self.out)
+        else:
+            self.validations_without_gain += 1
+        self.log_metrics({"kind": "valid", "phase": phase, "step": step, **metrics, "best": improved})
+        self.emit("valid", phase=phase, step=step, best=improved, **metrics)
+        return phase == 2 and self.cfg.patience > 0 and self.validations_without_gain >= self.cfg.patience
+
+    def checkpoint(self, model: TextVAE, optimizer: Any, scheduler: Any, phase: int, step: int) -> Path:
+        self.accelerator.wait_for_everyone()
+        path = self.out / "checkpoint"
+        if self.accelerator.is_main_process:
+            path = save_checkpoint(self.out, model, optimizer, scheduler, self.trainer_state(phase, step))
+        return path
+
+    def write_training_json(self) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        from vaecli.io import atomic_write_bytes
+
+        record = {
+            "config": self.cfg.to_dict(),
+            "resolved": {
+                "phase1_steps": self.phase_steps(1),
+                "phase2_steps": self.phase_steps(2),
+                "bf16": self.accelerator.mixed_precision == "bf16",
+                "processes": self.accelerator.num_processes,
+                "train_sentences": len(self.train_data),
+                "valid_sentences": len(self.valid_data),
+                "blank_lines_skipped": self.train_data.blank,
+                "lines_truncated": self.train_data.truncated,
+                "steps_per_second": self.steps_per_second,
+                "parameters": self.accelerator.unwrap_model(self.model).num_parameters(),
+            },
+            "seed": self.cfg.seed,
+            "versions": versions(),
+        }
+        atomic_write_bytes(self.out / "training.json", (json.dumps(record, indent=2) + "\n").encode())
+
+
+def finetune(cfg: TrainConfig, on_event: Callable[[Event], None] | None = None, resume: bool = False, overwrite: bool = False) -> Path:
+    """Run `vae finetune`; returns the model directory."""
+    try:
+        trainer = Trainer(cfg, on_event, resume, overwrite)
+    except ConfigError as e:
+        raise RunError(str(e)) from None
+    trainer.emit(
+        "data",
+        train=len(trainer.train_data),
+        valid=len(trainer.valid_data),
+        blank=trainer.train_data.blank,
+        truncated=trainer.train_data.truncated,
+    )
+    return trainer.run()
+
+
+__all__ = ["finetune", "Trainer", "RunError", "Interrupted", "ModelDirError"]
