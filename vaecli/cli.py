@@ -145,6 +145,7 @@ def finetune(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     bf16: Annotated[str, typer.Option(help="bf16 autocast: auto, yes or no.")] = "auto",
     valid_every: Annotated[int, typer.Option(help="Validate every N steps.")] = 200,
+    valid_size: Annotated[int, typer.Option(help="At most this many validation sentences.")] = 1000,
     save_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 200,
     patience: Annotated[int, typer.Option(help="Phase-2 early stopping patience in validations (0 = off).")] = 0,
     threads: Annotated[int, typer.Option(help="torch threads (0 = default).")] = 0,
@@ -213,7 +214,7 @@ class Reporter:
             mark = " (best, saved)" if event["best"] else ""
             self.console.print(
                 f"phase {event['phase']} step {event['step']}: valid rec {event['rec']:.3f} kl {event['kl']:.3f} "
-                f"-elbo {event['elbo']:.3f} au {event['au']} mi {event['mi']:.3f}{mark}"
+                f"-elbo {event['elbo']:.3f} au {event['au']} mi {event['mi']:.3f} gap {event['gap']:.3f}{mark}"
             )
         elif kind == "message":
             self.console.print(event["text"])

@@ -175,11 +175,11 @@ class TrainConfig:
                 problems.append(f"--{name.replace('_', '-')} must be >= 1")
         if self.bf16 not in ("auto", "yes", "no"):
             problems.append("--bf16 must be auto, yes or no")
-        _check(problems)
         try:
             self.vae_config()
         except ConfigError as e:
-            raise ConfigError("; ".join(problems + [str(e)])) from None
+            problems.append(str(e))
+        _check(problems)
 
     def vae_config(self) -> VAEConfig:
         return VAEConfig(

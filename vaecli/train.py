@@ -22,6 +22,7 @@ import torch
 from vaecli.backbones import build_vae
 from vaecli.checkpoint import find_checkpoint, load_trainer_state, restore, save_checkpoint
 from vaecli.config import ConfigError, TrainConfig
+from vaecli.io import check_text_file
 from vaecli.data import Corpus, delete_tokens, length_batches, load_corpus, pad_batch
 from vaecli.metrics import active_units, mutual_information
 from vaecli.model import ModelDirError, TextVAE
@@ -29,6 +30,7 @@ from vaecli.schedule import beta_at
 
 Event = dict[str, Any]
 LOG_EVERY = 10
+COLLAPSE_NATS = 0.1  # KL or shuffle gap below this (nats per sentence) means z carries ~nothing
 
 
 class RunError(ValueError):
@@ -77,6 +79,15 @@ def use_bf16(setting: str) -> bool:
         return False
 
 
+def reset_accelerator_state() -> None:
+    """Let a second run in the same process (the Python API, tests) choose its own mixed precision."""
+    from accelerate.state import AcceleratorState
+
+    reset = getattr(AcceleratorState, "_reset_state", None)
+    if reset is not None:
+        reset()
+
+
 def versions() -> dict[str, str]:
     import accelerate
     import transformers
@@ -116,6 +127,9 @@ class Trainer:
         from accelerate.utils import set_seed
 
         self.on_event = on_event or (lambda event: None)
+        for path in (cfg.train_file, cfg.valid_file):
+            if path:
+                check_text_file(path)  # before any weights load: a bad file fails at once
         self.out = prepare_out(cfg, resume, overwrite)
         self.resume_state: dict[str, Any] | None = None
         self.checkpoint_dir = find_checkpoint(self.out) if resume else None
@@ -125,6 +139,7 @@ class Trainer:
         self.cfg = cfg
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
+        reset_accelerator_state()
         self.accelerator = Accelerator(mixed_precision="bf16" if use_bf16(cfg.bf16) else "no")
         set_seed(cfg.seed)
         if self.checkpoint_dir is not None:
@@ -201,18 +216,21 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, model: TextVAE) -> dict[str, float]:
-        """Rec, KL, -ELBO (one z sample, fixed seed), AU and MI over the validation set."""
+        """Rec, KL, -ELBO (one z sample, fixed seed), AU, MI and the z-shuffle gap over the validation set."""
         model.eval()
         generator = torch.Generator().manual_seed(self.cfg.seed)
         data = self.valid_data
-        rec = kl = 0.0
+        rec = kl = rec_shuffled = 0.0
         mus, logvars = [], []
         for rows in length_batches([len(r) for r in data.input_ids], self.cfg.batch_size, 0, 0, shuffle=False):
             batch = pad_batch([data.input_ids[i] for i in rows], model.pad_id)
             batch = {k: v.to(model.device) for k, v in batch.items()}
             with self.accelerator.autocast():
                 out = model(batch["input_ids"], batch["attention_mask"], generator=generator)
+                # Each sentence decoded from its neighbour's z: near 0 gap = the decoder ignores z.
+                shuffled, _ = model.reconstruction_nll(out.z.roll(1, dims=0), batch["input_ids"], batch["attention_mask"])
             rec += float(out.rec_per_sentence.sum())
+            rec_shuffled += float(shuffled.sum()) if len(rows) > 1 else float(out.rec_per_sentence.sum())
             kl += float(out.kl_per_sentence.sum())
             mus.append(out.mu.cpu())
             logvars.append(out.logvar.cpu())
@@ -225,6 +243,7 @@ class Trainer:
             "elbo": (rec + kl) / n,
             "au": active_units(mu),
             "mi": mutual_information(mu, logvar, generator),
+            "gap": (rec_shuffled - rec) / n,
         }
 
     # -- the loop ------------------------------------------------------------------------------
@@ -344,6 +363,13 @@ class Trainer:
             self.validations_without_gain += 1
         self.log_metrics({"kind": "valid", "phase": phase, "step": step, **metrics, "best": improved})
         self.emit("valid", phase=phase, step=step, best=improved, **metrics)
+        if phase == 2 and (metrics["au"] == 0 or metrics["kl"] < COLLAPSE_NATS or metrics["gap"] < COLLAPSE_NATS):
+            self.emit(
+                "message",
+                text=f"warning: the latent looks collapsed (AU {metrics['au']}, KL {metrics['kl']:.3f}, shuffle gap "
+                f"{metrics['gap']:.3f}): the decoder ignores z. Try a longer phase 1, --free-bits 3, --denoise 0.4, "
+                "a lower --beta-max, or --beta-schedule cyclical",
+            )
         return phase == 2 and self.cfg.patience > 0 and self.validations_without_gain >= self.cfg.patience
 
     def checkpoint(self, model: TextVAE, optimizer: Any, scheduler: Any, phase: int, step: int) -> Path:

@@ -1,0 +1,171 @@
+"""Training: schedules, token deletion, batching, freezing, exact resume, the finetune CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from vaecli.cli import app
+from vaecli.config import ConfigError, TrainConfig
+from vaecli.data import delete_tokens, length_batches, load_corpus
+from vaecli.model import TextVAE
+from vaecli.schedule import beta_at
+from vaecli.train import Interrupted, RunError, finetune
+
+TINY = dict(batch_size=8, valid_every=4, save_every=100, bf16="no", valid_size=40, latent_dim=8, lr=1e-3)
+
+
+def test_beta_schedules_on_real_steps():
+    assert [beta_at(s, 10, "linear", 1.0, ramp=0.5) for s in range(0, 10, 2)] == [0.0, 0.4, 0.8, 1.0, 1.0]
+    # 4 cycles over 8 steps: each cycle is 2 steps, rising over its first half.
+    assert [beta_at(s, 8, "cyclical", 2.0, cycles=4, ramp=0.5) for s in range(8)] == [0.0, 2.0] * 4
+    cyc = [beta_at(s, 100, "cyclical", 1.0, cycles=4, ramp=0.5) for s in range(100)]
+    assert cyc[0] == 0.0 and cyc[12] == pytest.approx(12 / 12.5) and cyc[13] == 1.0 and cyc[25] == 0.0
+    assert max(cyc) == 1.0  # beta_max is reached whatever the budget (authors' bug 3)
+    assert {beta_at(s, 7, "constant", 0.3) for s in range(7)} == {0.3}
+
+
+def test_token_deletion_keeps_ids_and_mask_aligned():
+    ids = torch.tensor([[5, 10, 11, 12, 13, 1, 0, 0], [5, 20, 21, 1, 0, 0, 0, 0]])
+    mask = (ids != 0).long()
+    gen = torch.Generator().manual_seed(0)
+    new_ids, new_mask = delete_tokens(ids, mask, 0.5, pad_id=0, protected=[5, 1], generator=gen)
+    for row, (old, m) in enumerate(zip(ids.tolist(), mask.tolist())):
+        kept = [t for t, k in zip(new_ids[row].tolist(), new_mask[row].tolist()) if k]
+        assert new_mask[row].tolist() == sorted(new_mask[row].tolist(), reverse=True)  # real tokens first
+        assert all(t != 0 for t in kept) and all(t == 0 for t, k in zip(new_ids[row].tolist(), new_mask[row].tolist()) if not k)
+        real = [t for t, k in zip(old, m) if k]
+        it = iter(real)
+        assert all(t in it for t in kept)  # a subsequence, order kept
+        assert kept[0] == 5 and kept[-1] == 1  # special tokens never deleted
+    assert new_mask.sum() < mask.sum()
+    same = delete_tokens(ids, mask, 0.0, pad_id=0)
+    assert torch.equal(same[0], ids) and torch.equal(same[1], mask)
+
+
+def test_length_batches_cover_each_index_once_and_repeat_by_seed():
+    lengths = [(i * 7) % 13 + 1 for i in range(100)]
+    a = length_batches(lengths, 8, seed=1, epoch=0)
+    assert sorted(i for b in a for i in b) == list(range(100))
+    assert a == length_batches(lengths, 8, seed=1, epoch=0)
+    assert a != length_batches(lengths, 8, seed=1, epoch=1)
+    ordered = length_batches(lengths, 8, 0, 0, shuffle=False)
+    flat = [lengths[i] for b in ordered for i in b]
+    assert flat == sorted(lengths, reverse=True)
+
+
+def test_corpus_counts_blank_and_truncated(t5_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(t5_dir)
+    path = tmp_path / "c.txt"
+    path.write_text("the old house\n\n   \nthe old man\r\n" + "the " * 50 + "end\nlast line without newline", encoding="utf-8")
+    corpus = load_corpus(path, tok, max_length=10)
+    assert corpus.blank == 2 and corpus.truncated == 1 and len(corpus) == 4
+    assert corpus.texts[1] == "the old man"
+    assert max(len(r) for r in corpus.input_ids) == 10
+    assert corpus.input_ids[2][-1] == tok.eos_token_id  # truncation keeps the end-of-sentence token
+
+
+def test_config_errors_are_reported_together():
+    with pytest.raises(ConfigError) as e:
+        TrainConfig(train_file="x", denoise=1.5, beta_schedule="sawtooth", injection="nope")
+    assert "--denoise" in str(e.value) and "--beta-schedule" in str(e.value) and "injection" in str(e.value)
+
+
+def losses(events: list[dict]) -> list[tuple[int, int, float]]:
+    return [(e["phase"], e["step"], e["loss"]) for e in events if e["kind"] == "step"]
+
+
+def test_interrupted_run_resumes_exactly(t5_dir, corpus, tmp_path):
+    """Ctrl-C in phase 2 writes a checkpoint; --resume repeats the uninterrupted run's losses bit for bit."""
+    cfg = dict(train_file=str(corpus), model=str(t5_dir), phase1_steps=5, phase2_steps=6, denoise=0.3, **TINY)
+    full: list[dict] = []
+    finetune(TrainConfig(out=str(tmp_path / "full"), **cfg), full.append)
+
+    part: list[dict] = []
+
+    def interrupt_at_phase2_step3(event: dict) -> None:
+        part.append(event)
+        if event["kind"] == "step" and (event["phase"], event["step"]) == (2, 3):
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
+
+    out = tmp_path / "part"
+    with pytest.raises(Interrupted):
+        finetune(TrainConfig(out=str(out), **cfg), interrupt_at_phase2_step3)
+    state = json.loads((out / "checkpoint" / "trainer_state.json").read_text())
+    assert (state["trainer"]["phase"], state["trainer"]["step"]) == (2, 3)
+    rest: list[dict] = []
+    finetune(TrainConfig(out=str(out), **cfg), rest.append, resume=True)
+    assert losses(part) + losses(rest) == losses(full)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    full_records = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "steps_per_s"} for r in rs]  # noqa: E731
+    assert strip(records) == strip(full_records)
+    a, b = load_file(str(out / "model.safetensors")), load_file(str(tmp_path / "full" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_frozen_decoder_stays_bit_identical(t5_dir, corpus, tmp_path):
+    out = tmp_path / "frozen"
+    finetune(TrainConfig(train_file=str(corpus), model=str(t5_dir), out=str(out), phase="1", phase1_steps=4, freeze_decoder=True, **TINY))
+    before = load_file(str(t5_dir / "model.safetensors"))
+    after = {k.removeprefix("backbone."): v for k, v in load_file(str(out / "model.safetensors")).items()}
+    decoder = [k for k in before if k.startswith("decoder.")]
+    assert decoder and all(torch.equal(before[k], after[k]) for k in decoder)
+    shared = TextVAE.from_pretrained(out).backbone.shared.weight  # saved once, under one of its tied names
+    assert not torch.equal(before["shared.weight"], shared)  # tied with the encoder: it trains
+    assert not torch.equal(before["encoder.block.0.layer.0.SelfAttention.q.weight"], after["encoder.block.0.layer.0.SelfAttention.q.weight"])
+    fresh = load_file(str(out / "checkpoint" / "model.safetensors"))
+    assert fresh["to_decoder.weight"].abs().sum() > 0 and fresh["to_mu.weight"].abs().sum() > 0
+
+
+def test_existing_output_is_refused_unless_overwrite_or_resume(t5_dir, corpus, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    cfg = TrainConfig(train_file=str(corpus), model=str(t5_dir), out=str(out), phase1_steps=1, phase2_steps=1, **TINY)
+    with pytest.raises(RunError, match="--overwrite"):
+        finetune(cfg)
+    with pytest.raises(RunError, match="no checkpoint"):
+        finetune(cfg, resume=True)
+    finetune(cfg, overwrite=True)
+    assert not (out / "keep.txt").exists() and (out / "model.safetensors").exists()
+
+
+def test_cli_runs_phase1_then_phase2_from_its_directory(bart_dir, corpus, valid, tmp_path):
+    runner = CliRunner()
+    p1, p2 = tmp_path / "p1", tmp_path / "p2"
+    common = ["--batch-size", "8", "--valid-every", "3", "--bf16", "no", "--latent-dim", "8", "--valid", str(valid)]
+    r = runner.invoke(app, ["finetune", str(corpus), "--model", str(bart_dir), "--out", str(p1), "--phase", "1", "--phase1-steps", "3", "--freeze-decoder", *common])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.strip() == str(p1)
+    r = runner.invoke(app, ["finetune", str(corpus), "--model", str(p1), "--out", str(p2), "--phase", "2", "--phase2-steps", "3", *common])
+    assert r.exit_code == 0, r.output
+    training = json.loads((p2 / "training.json").read_text())
+    assert training["config"]["model"] == str(p1) and training["resolved"]["phase2_steps"] == 3
+    assert {"torch", "transformers", "vaecli"} <= set(training["versions"])
+    records = [json.loads(line) for line in (p2 / "metrics.jsonl").read_text().splitlines()]
+    valid_records = [r for r in records if r["kind"] == "valid"]
+    assert [r["step"] for r in valid_records] == [3] and {"rec", "kl", "elbo", "au", "mi", "gap"} <= set(valid_records[0])
+    assert "100 validation sentences" in r.stderr
+
+
+@pytest.mark.parametrize("content", [b"\x1f\x8b\x08\x00binary", b"caf\xe9 au lait\n"])
+def test_cli_refuses_bad_training_files_in_one_line(t5_dir, tmp_path, content):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(content)
+    r = CliRunner().invoke(app, ["finetune", str(bad), "--model", str(t5_dir), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and str(bad) in r.stderr and "Traceback" not in r.output
+
+
+def test_cli_missing_training_file(tmp_path):
+    r = CliRunner().invoke(app, ["finetune", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "nope.txt" in r.stderr and len(r.stderr.strip().splitlines()) == 1
