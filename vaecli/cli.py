@@ -35,7 +35,7 @@ SeedOpt = Annotated[Optional[int], typer.Option(help="Random seed (makes samplin
 def err(message: str, style: str = "") -> None:
     from rich.console import Console
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(message, style=style or None, markup=False)
+    Console(stderr=True, highlight=False, soft_wrap=True, emoji=False).print(message, style=style or None, markup=False)
 
 
 def quiet_libraries() -> None:
@@ -183,7 +183,7 @@ class Reporter:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
         self.progress = None
         if self.console.is_terminal:
             self.progress = Progress(
@@ -270,6 +270,8 @@ def decode(
         from vaecli import infer
         from vaecli.io import InputError, check_text_file, read_vectors
 
+        if fmt is not None and fmt not in ("jsonl", "tsv", "npy", "safetensors"):
+            raise InputError(f"--format must be jsonl, tsv, npy or safetensors, not {fmt!r}")
         if input_file is not None and str(input_file) != "-":
             if not input_file.is_file():
                 check_text_file(input_file)  # raises the right one-line error
@@ -322,7 +324,7 @@ def interpolate(
             table = Table("t", "sentence")
             for ti, text in zip(t, texts):
                 table.add_row(f"{ti:.2f}", text)
-            Console().print(table)
+            Console(emoji=False).print(table)
         else:
             out_lines(texts)
 

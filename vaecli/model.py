@@ -319,6 +319,8 @@ class TextVAE(nn.Module):
 
         directory = Path(directory)
         config_path = directory / CONFIG_NAME
+        if directory.exists() and not directory.is_dir():
+            raise ModelDirError(f"{directory} is a file, not a model directory (train one with `vae finetune corpus.txt`)")
         if not directory.is_dir():
             raise ModelDirError(f"model directory {directory} not found; train one with `vae finetune corpus.txt --out {directory}`")
         if not config_path.is_file():

@@ -1,0 +1,147 @@
+"""`vae evaluate`: the field's metrics on a test file, and the ones that show whether z is used.
+
+Definitions (all per sentence unless said; nats):
+
+- Rec:   -log p(x|z) with one z ~ q(z|x) per sentence (seeded).
+- KL:    KL(q(z|x) || N(0, I)), closed form, summed over dimensions.
+- -ELBO: Rec + KL.
+- NLL:   importance-weighted, K samples: -(logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K).
+         A tighter bound than -ELBO, and tighter as K grows.
+- PPL:   exp(total NLL / total tokens). Tokens are the backbone's subword tokens of the target, the
+         end-of-sentence token counted, the start token not. PPL per word divides by
+         whitespace-separated words instead (end of sentence not counted).
+- MI:    I(x; z) with the aggregate posterior over the whole test set (metrics.mutual_information).
+- AU:    dimensions with Cov_x(mu_d) >= 0.01.
+- Shuffle gap: Rec with another sentence's z (a random derangement over the whole set) minus Rec
+         with its own z. Near 0: the decoder ignores z.
+- BLEU, exact match: greedy decode from mu against the input as the tokenizer normalises it
+         (e.g. lower-cased for an uncased tokenizer); corpus BLEU-4, uniform weights, brevity penalty,
+         no smoothing, on whitespace tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Sequence
+
+import torch
+
+from vaecli.data import length_batches, pad_batch
+from vaecli.generate import generate
+from vaecli.metrics import active_units, mutual_information
+from vaecli.model import TextVAE, kl_per_dim, log_normal
+
+
+def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str], n: int = 4) -> float:
+    """Corpus BLEU-n in [0, 100] (Papineni et al. 2002), one reference per hypothesis."""
+    matches, totals = [0] * n, [0] * n
+    hyp_len = ref_len = 0
+    for hyp, ref in zip(hypotheses, references):
+        h, r = hyp.split(), ref.split()
+        hyp_len, ref_len = hyp_len + len(h), ref_len + len(r)
+        for k in range(1, n + 1):
+            h_grams = Counter(tuple(h[i : i + k]) for i in range(len(h) - k + 1))
+            r_grams = Counter(tuple(r[i : i + k]) for i in range(len(r) - k + 1))
+            matches[k - 1] += sum(min(c, r_grams[g]) for g, c in h_grams.items())
+            totals[k - 1] += max(len(h) - k + 1, 0)
+    if hyp_len == 0 or min(matches) == 0:
+        return 0.0
+    log_precision = sum(math.log(m / t) for m, t in zip(matches, totals)) / n
+    brevity = min(0.0, 1.0 - ref_len / hyp_len)
+    return 100.0 * math.exp(log_precision + brevity)
+
+
+def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
+    """A random permutation with no fixed point (each sentence gets another's z)."""
+    if n < 2:
+        return torch.arange(n)
+    order = torch.randperm(n, generator=generator)
+    target = torch.empty(n, dtype=torch.long)
+    target[order] = order.roll(1)
+    return target
+
+
+@torch.inference_mode()
+def evaluate(model: TextVAE, texts: Sequence[str], iw_samples: int = 100, batch_size: int = 32, seed: int = 0, bleu: bool = True) -> dict[str, float]:
+    """All metrics above over `texts`; returns a flat dict (see module docstring for units)."""
+    from vaecli.data import tokenize
+
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    ids, truncated = tokenize(model.tokenizer, list(texts), model.config.max_length)
+    n = len(ids)
+    batches = length_batches([len(r) for r in ids], batch_size, 0, 0, shuffle=False)
+    mu = torch.zeros(n, model.config.latent_dim)
+    logvar = torch.zeros(n, model.config.latent_dim)
+    z = torch.zeros(n, model.config.latent_dim)
+    rec = torch.zeros(n)
+    iw_nll = torch.zeros(n)
+    tokens = 0
+    for rows in batches:
+        batch = pad_batch([ids[i] for i in rows], model.pad_id)
+        x, mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
+        m, lv = model.posterior(x, mask)
+        m, lv = m.float(), lv.float()
+        zb = model.reparameterize(m, lv, generator)
+        rec[rows] = model.reconstruction_nll(zb, x, mask)[0].cpu()
+        mu[rows], logvar[rows], z[rows] = m.cpu(), lv.cpu(), zb.cpu()
+        iw_nll[rows] = importance_weighted_nll(model, m, lv, x, mask, iw_samples, generator).cpu()
+        tokens += int((model.targets(x, mask)[1] != -100).sum())
+    kl = kl_per_dim(mu, logvar).sum(dim=1)
+    shuffled = torch.zeros(n)
+    other = derangement(n, generator)
+    for rows in batches:
+        batch = pad_batch([ids[i] for i in rows], model.pad_id)
+        x, mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
+        shuffled[rows] = model.reconstruction_nll(z[other[rows]].to(model.device), x, mask)[0].cpu()
+    words = sum(len(t.split()) for t in texts)
+    result = {
+        "sentences": n,
+        "truncated": truncated,
+        "rec": float(rec.mean()),
+        "kl": float(kl.mean()),
+        "elbo": float((rec + kl).mean()),
+        "nll": float(iw_nll.mean()),
+        "iw_samples": iw_samples,
+        "ppl": math.exp(float(iw_nll.sum()) / max(tokens, 1)),
+        "ppl_word": math.exp(float(iw_nll.sum()) / max(words, 1)),
+        "tokens": tokens,
+        "words": words,
+        "mi": mutual_information(mu, logvar, generator),
+        "au": active_units(mu),
+        "shuffle_gap": float((shuffled - rec).mean()),
+    }
+    if bleu:
+        result.update(reconstruction(model, ids, mu, batches))
+    return result
+
+
+def importance_weighted_nll(model: TextVAE, mu: torch.Tensor, logvar: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """-log p(x) estimated with k importance samples from q(z|x), per sentence."""
+    b = mu.shape[0]
+    log_w = torch.empty(b, k, device=mu.device)
+    chunk = max(1, 256 // max(b, 1))  # samples per decoder pass, so a pass holds ~256 rows
+    for start in range(0, k, chunk):
+        c = min(chunk, k - start)
+        eps = torch.randn((c, b, mu.shape[1]), generator=generator).to(mu.device)
+        zs = mu.unsqueeze(0) + torch.exp(0.5 * logvar).unsqueeze(0) * eps  # (c, b, d)
+        flat = zs.reshape(c * b, -1)
+        rec, _ = model.reconstruction_nll(flat, x.repeat(c, 1), mask.repeat(c, 1))
+        log_pz = log_normal(flat, torch.zeros_like(flat), torch.zeros_like(flat))
+        log_qz = log_normal(flat, mu.repeat(c, 1), logvar.repeat(c, 1))
+        log_w[:, start : start + c] = (-rec + log_pz - log_qz).view(c, b).t()
+    return -(torch.logsumexp(log_w, dim=1) - math.log(k))
+
+
+def reconstruction(model: TextVAE, ids: list[list[int]], mu: torch.Tensor, batches: list[list[int]]) -> dict[str, float]:
+    """Greedy decode from mu: corpus BLEU and exact match against the tokenizer-normalised input."""
+    tok = model.tokenizer
+    refs = [t.strip() for t in tok.batch_decode(ids, skip_special_tokens=True)]
+    hyps = [""] * len(ids)
+    for rows in batches:
+        out = generate(model, mu[rows].to(model.device), model.config.max_length)
+        for i, text in zip(rows, tok.batch_decode(out, skip_special_tokens=True)):
+            hyps[i] = text.strip()
+    exact = sum(" ".join(h.split()) == " ".join(r.split()) for h, r in zip(hyps, refs))
+    return {"bleu": corpus_bleu(hyps, refs), "exact_match": exact / max(len(ids), 1)}
