@@ -381,5 +381,59 @@ def analogy(
         out_lines([vae.analogy(a, b, c, beam=beam)])
 
 
+@app.command()
+def evaluate(
+    test_file: Annotated[Path, typer.Argument(help="Test sentences, one per line.")],
+    iw_samples: Annotated[int, typer.Option(min=1, help="Importance samples for NLL and PPL (Optimus: 100).")] = 100,
+    batch_size: Annotated[int, typer.Option(min=1, help="Sentences per batch.")] = 32,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N sentences.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the z samples.")] = 0,
+    no_bleu: Annotated[bool, typer.Option("--no-bleu", help="Skip the greedy reconstructions (BLEU, exact match).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    model: ModelOpt = None,
+) -> None:
+    """Rec, KL, -ELBO, IW-NLL, PPL, MI, AU, z-shuffle gap, reconstruction BLEU and exact match."""
+    with handled():
+        import json
+
+        from vaecli.evaluate import evaluate as run
+        from vaecli.io import read_lines
+
+        texts = read_lines(path=str(test_file)).texts[:limit]
+        if not texts:
+            from vaecli.io import InputError
+
+            raise InputError(f"{test_file} has no sentences")
+        vae = load_model(model)
+        result = run(vae, texts, iw_samples=iw_samples, batch_size=batch_size, seed=seed, bleu=not no_bleu)
+        if as_json or not sys.stdout.isatty():
+            print(json.dumps(result))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("metric", "value", "unit", title=f"{test_file} ({result['sentences']} sentences)")
+        for key, label, unit in METRIC_ROWS:
+            if key in result:
+                value = result[key]
+                table.add_row(label, f"{value:.3f}" if isinstance(value, float) else str(value), unit)
+        Console(emoji=False).print(table)
+
+
+METRIC_ROWS = [
+    ("rec", "Rec", "nats/sentence, z ~ q(z|x)"),
+    ("kl", "KL", "nats/sentence"),
+    ("elbo", "-ELBO", "nats/sentence"),
+    ("nll", "NLL (IW)", "nats/sentence"),
+    ("ppl", "PPL", "per subword token, EOS counted"),
+    ("ppl_word", "PPL per word", "whitespace words, EOS not counted"),
+    ("mi", "MI", "nats, aggregate posterior over the whole set"),
+    ("au", "AU", "of latent dims, Cov(mu) >= 0.01"),
+    ("shuffle_gap", "z-shuffle gap", "nats/sentence; ~0 = z ignored"),
+    ("bleu", "BLEU", "greedy from mu, corpus BLEU-4"),
+    ("exact_match", "exact match", "fraction of sentences"),
+]
+
+
 def main() -> None:
     app()

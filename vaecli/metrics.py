@@ -23,16 +23,21 @@ def active_units(mu: torch.Tensor, threshold: float = AU_THRESHOLD) -> int:
 def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None, chunk: int = 256) -> float:
     """I(x; z) = E_x E_{q(z|x)}[log q(z|x) - log q(z)] with q(z) = mean_n q(z|x_n), one z per sentence.
 
-    E_x E_q[log q(z|x)] is the closed-form negative entropy; log q(z) is a logsumexp over all N posteriors.
+    Both log-densities are taken at the same sample z_n ~ q(z|x_n) (their noise cancels: identical
+    posteriors give exactly 0); log q(z) is a logsumexp over all N posteriors of the set.
     """
     mu, logvar = mu.double(), logvar.double()
-    n, d = mu.shape
-    neg_entropy = (-0.5 * d * math.log(2 * math.pi) - 0.5 * (1 + logvar).sum(dim=-1)).mean()
+    n = mu.shape[0]
     z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator, dtype=mu.dtype)
-    log_qz = []
     var = logvar.exp()
+
+    def log_density(points: torch.Tensor, m: torch.Tensor, lv: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return -0.5 * (((points - m) ** 2) / v + lv + math.log(2 * math.pi)).sum(-1)
+
+    log_q_own = log_density(z, mu, logvar, var)
+    log_qz = []
     for start in range(0, n, chunk):
         zc = z[start : start + chunk].unsqueeze(1)  # (c, 1, d) against all (1, N, d)
-        log_density = -0.5 * (((zc - mu.unsqueeze(0)) ** 2) / var.unsqueeze(0) + logvar.unsqueeze(0) + math.log(2 * math.pi)).sum(-1)
-        log_qz.append(torch.logsumexp(log_density, dim=1) - math.log(n))
-    return float(neg_entropy - torch.cat(log_qz).mean())
+        dens = log_density(zc, mu.unsqueeze(0), logvar.unsqueeze(0), var.unsqueeze(0))
+        log_qz.append(torch.logsumexp(dens, dim=1) - math.log(n))
+    return float((log_q_own - torch.cat(log_qz)).mean())
