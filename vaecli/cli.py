@@ -420,6 +420,44 @@ def evaluate(
         Console(emoji=False).print(table)
 
 
+@app.command()
+def plot(
+    run_dir: Annotated[Path, typer.Argument(help="A `vae finetune` output directory.")] = Path(DEFAULT_MODEL),
+    sentences: Annotated[Optional[Path], typer.Option(help="Sentences for the latent map [default: the run's --valid file].")] = None,
+    limit: Annotated[int, typer.Option(min=2, help="At most this many sentences on the map.")] = 1000,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the PNGs [default: RUN_DIR].")] = None,
+) -> None:
+    """PNG figures: training curves (Rec, KL, beta, MI, AU, shuffle gap) and a PCA map of encoded sentences."""
+    with handled():
+        import json
+
+        from vaecli.io import InputError, read_lines
+
+        try:
+            from vaecli.plot import plot_curves, plot_latent_map, read_metrics
+        except ImportError:
+            raise InputError("vae plot needs matplotlib: pip install 'vaecli[plot]'") from None
+        try:
+            records = read_metrics(run_dir)
+        except FileNotFoundError as e:
+            raise InputError(str(e)) from None
+        folder = out or run_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        written = [plot_curves(records, folder / "curves.png")]
+        if sentences is None:
+            config = json.loads((run_dir / "training.json").read_text()).get("config", {}) if (run_dir / "training.json").is_file() else {}
+            sentences = Path(config["valid_file"]) if config.get("valid_file") else None
+        if sentences is not None:
+            texts = read_lines(path=str(sentences)).texts[:limit]
+            vae = load_model(run_dir)
+            from vaecli import infer
+
+            written.append(plot_latent_map(infer.encode(vae, texts).mu, texts, folder / "latent-map.png"))
+        else:
+            err("no --sentences and no --valid file in training.json: latent map skipped")
+        out_lines([str(p) for p in written])
+
+
 METRIC_ROWS = [
     ("rec", "Rec", "nats/sentence, z ~ q(z|x)"),
     ("kl", "KL", "nats/sentence"),
