@@ -44,14 +44,16 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(out: Path, model: TextVAE, optimizer: torch.optim.Optimizer, scheduler: Any, trainer: dict[str, Any]) -> Path:
+def save_checkpoint(out: Path, model: TextVAE, optimizer: torch.optim.Optimizer, scheduler: Any, trainer: dict[str, Any], rng: list[torch.Tensor]) -> Path:
+    """Write the checkpoint aside, then rename it into place; `rng` holds each process's torch RNG state."""
     from safetensors.torch import save_file
 
     final, tmp, old = out / "checkpoint", out / "checkpoint.tmp", out / "checkpoint.old"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tensors, meta = _flatten_optimizer(optimizer.state_dict())
-    tensors["rng.torch"] = torch.get_rng_state()
+    for index, state in enumerate(rng):
+        tensors[f"rng.torch.{index}"] = state
     save_file(tensors, str(tmp / TENSORS))
     state = {"trainer": trainer, "optimizer": meta, "scheduler": scheduler.state_dict()}
     (tmp / STATE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
@@ -79,11 +81,14 @@ def load_trainer_state(path: Path) -> dict[str, Any]:
         raise ModelDirError(f"checkpoint {path} is unreadable ({e}); start again with --overwrite") from None
 
 
-def restore(path: Path, optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any]) -> None:
-    """Load optimizer moments, the LR schedule and the RNG state saved in `path`."""
+def restore(path: Path, optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any], process: int = 0) -> None:
+    """Load optimizer moments, the LR schedule and this process's RNG state saved in `path`."""
     from safetensors.torch import load_file
 
     tensors = load_file(str(path / TENSORS))
     optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
     scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(tensors["rng.torch"])
+    key = f"rng.torch.{process}"
+    if key not in tensors:
+        raise ModelDirError(f"checkpoint {path} was written by fewer processes; resume with the same number of processes")
+    torch.set_rng_state(tensors[key])

@@ -157,7 +157,7 @@ def finetune(
     with handled():
         quiet_libraries()
         from vaecli.config import TrainConfig
-        from vaecli.train import Interrupted, RunError, finetune as run
+        from vaecli.train import Interrupted, RunError, finetune as run, is_main_process
 
         for key in ("resume", "overwrite", "valid"):
             values.pop(key)
@@ -172,8 +172,9 @@ def finetune(
         except Interrupted as e:
             err(str(e))
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        err(f"model saved in {path}")
-        print(path)
+        if is_main_process():
+            err(f"model saved in {path}")
+            print(path)
 
 
 class Reporter:

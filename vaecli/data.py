@@ -95,6 +95,19 @@ def length_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: in
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+class Batches(torch.utils.data.Sampler):
+    """A fixed list of index batches as a batch sampler (accelerate shards it by `batch_size`)."""
+
+    def __init__(self, batches: list[list[int]], batch_size: int) -> None:
+        self.batches, self.batch_size, self.drop_last = batches, batch_size, False
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 def pad_batch(rows: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad token id lists into input_ids and attention_mask tensors."""
     width = max(len(r) for r in rows)

@@ -23,7 +23,7 @@ from vaecli.backbones import build_vae
 from vaecli.checkpoint import find_checkpoint, load_trainer_state, restore, save_checkpoint
 from vaecli.config import ConfigError, TrainConfig
 from vaecli.io import check_text_file
-from vaecli.data import Corpus, delete_tokens, length_batches, load_corpus, pad_batch
+from vaecli.data import Batches, Corpus, delete_tokens, length_batches, load_corpus, pad_batch
 from vaecli.metrics import active_units, mutual_information
 from vaecli.model import ModelDirError, TextVAE
 from vaecli.schedule import beta_at
@@ -47,23 +47,26 @@ class Interrupted(Exception):
 
 @dataclass
 class StopFlag:
-    """Set by the first Ctrl-C; the loop stops at the next step boundary."""
+    """Set by the first Ctrl-C (SIGINT) or a SIGTERM (cluster pre-emption, torchrun passing on a
+    Ctrl-C); the loop checkpoints and stops at the next step boundary. A second SIGINT stops at once."""
 
     requested: bool = False
-    previous: Any = field(default=None, repr=False)
+    previous: dict[int, Any] = field(default_factory=dict, repr=False)
 
     def install(self) -> None:
-        try:
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread
-            self.previous = None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: no handlers, Ctrl-C raises as usual
+                return
 
     def uninstall(self) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous.clear()
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
+        if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
 
@@ -103,7 +106,8 @@ def versions() -> dict[str, str]:
     }
 
 
-def prepare_out(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
+def prepare_out(cfg: TrainConfig, resume: bool, overwrite: bool, main: bool = True) -> Path:
+    """Check --out against --resume / --overwrite; the main process alone clears and creates it."""
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out} is a file; choose a directory")
@@ -114,8 +118,10 @@ def prepare_out(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise RunError(f"{out} already exists; pass --resume to continue it or --overwrite to replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+        if main:
+            shutil.rmtree(out)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     return out
 
 
@@ -123,14 +129,19 @@ class Trainer:
     """One `vae finetune` run, both phases or one."""
 
     def __init__(self, cfg: TrainConfig, on_event: Callable[[Event], None] | None = None, resume: bool = False, overwrite: bool = False) -> None:
-        from accelerate import Accelerator
+        from accelerate import Accelerator, DataLoaderConfiguration
         from accelerate.utils import set_seed
 
         self.on_event = on_event or (lambda event: None)
         for path in (cfg.train_file, cfg.valid_file):
             if path:
                 check_text_file(path)  # before any weights load: a bad file fails at once
-        self.out = prepare_out(cfg, resume, overwrite)
+        from accelerate import PartialState
+
+        # On a machine without CUDA, processes started by `accelerate launch` / torchrun join over gloo.
+        state = PartialState(cpu=not torch.cuda.is_available())
+        self.out = prepare_out(cfg, resume, overwrite, main=state.is_main_process)
+        state.wait_for_everyone()
         self.resume_state: dict[str, Any] | None = None
         self.checkpoint_dir = find_checkpoint(self.out) if resume else None
         if self.checkpoint_dir is not None:
@@ -140,7 +151,15 @@ class Trainer:
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         reset_accelerator_state()
-        self.accelerator = Accelerator(mixed_precision="bf16" if use_bf16(cfg.bf16) else "no")
+        # split_batches: --batch-size is the global batch, cut across processes, so N processes take
+        # the same optimizer steps on the same sentences as one process does.
+        self.accelerator = Accelerator(
+            cpu=not torch.cuda.is_available(),
+            mixed_precision="bf16" if use_bf16(cfg.bf16) else "no",
+            dataloader_config=DataLoaderConfiguration(split_batches=True),
+        )
+        if cfg.batch_size % self.accelerator.num_processes:
+            raise RunError(f"--batch-size {cfg.batch_size} must be a multiple of the {self.accelerator.num_processes} processes")
         set_seed(cfg.seed)
         if self.checkpoint_dir is not None:
             self.model = TextVAE.from_pretrained(self.checkpoint_dir)
@@ -189,7 +208,7 @@ class Trainer:
     def phase_steps(self, phase: int) -> int:
         epochs = self.cfg.phase1_epochs if phase == 1 else self.cfg.phase2_epochs
         if epochs is not None:
-            return max(1, math.ceil(epochs * self.batches_per_epoch() / self.accelerator.num_processes))
+            return max(1, math.ceil(epochs * self.batches_per_epoch()))
         return self.cfg.phase1_steps if phase == 1 else self.cfg.phase2_steps
 
     def loader(self, phase: int, epoch: int, skip: int) -> Any:
@@ -200,13 +219,13 @@ class Trainer:
         ids = self.train_data.input_ids
         pad_id = self.accelerator.unwrap_model(self.model).pad_id
         # A private generator: creating the iterator must not draw from the global RNG (exact resume).
-        loader = DataLoader(range(len(ids)), batch_sampler=batches, generator=torch.Generator().manual_seed(0),
+        loader = DataLoader(range(len(ids)), batch_sampler=Batches(batches, self.cfg.batch_size), generator=torch.Generator().manual_seed(0),
                             collate_fn=lambda rows: pad_batch([ids[i] for i in rows], pad_id))
         loader = self.accelerator.prepare_data_loader(loader)
         return self.accelerator.skip_first_batches(loader, skip) if skip else loader
 
     def batch_stream(self, phase: int, start_step: int):
-        per_epoch = max(1, math.ceil(self.batches_per_epoch() / self.accelerator.num_processes))
+        per_epoch = self.batches_per_epoch()
         epoch, skip = divmod(start_step, per_epoch)
         while True:
             yield from self.loader(phase, epoch, skip)
@@ -216,34 +235,43 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, model: TextVAE) -> dict[str, float]:
-        """Rec, KL, -ELBO (one z sample, fixed seed), AU, MI and the z-shuffle gap over the validation set."""
+        """Rec, KL, -ELBO (one z sample), AU, MI and the z-shuffle gap over the whole validation set.
+
+        With several processes each takes every N-th batch and the per-sentence results are gathered,
+        so AU and MI see all encodings. Each batch's z noise is seeded by its index: the numbers do
+        not depend on the number of processes.
+        """
+        acc, data = self.accelerator, self.valid_data
         model.eval()
-        generator = torch.Generator().manual_seed(self.cfg.seed)
-        data = self.valid_data
-        rec = kl = rec_shuffled = 0.0
-        mus, logvars = [], []
-        for rows in length_batches([len(r) for r in data.input_ids], self.cfg.batch_size, 0, 0, shuffle=False):
-            batch = pad_batch([data.input_ids[i] for i in rows], model.pad_id)
-            batch = {k: v.to(model.device) for k, v in batch.items()}
-            with self.accelerator.autocast():
+        batches = length_batches([len(r) for r in data.input_ids], self.cfg.batch_size, 0, 0, shuffle=False)
+        results = []
+        for index in range(acc.process_index, len(batches), acc.num_processes):
+            rows = batches[index]
+            generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + index)
+            batch = {k: v.to(model.device) for k, v in pad_batch([data.input_ids[i] for i in rows], model.pad_id).items()}
+            with acc.autocast():
                 out = model(batch["input_ids"], batch["attention_mask"], generator=generator)
                 # Each sentence decoded from its neighbour's z: near 0 gap = the decoder ignores z.
                 shuffled, _ = model.reconstruction_nll(out.z.roll(1, dims=0), batch["input_ids"], batch["attention_mask"])
-            rec += float(out.rec_per_sentence.sum())
-            rec_shuffled += float(shuffled.sum()) if len(rows) > 1 else float(out.rec_per_sentence.sum())
-            kl += float(out.kl_per_sentence.sum())
-            mus.append(out.mu.cpu())
-            logvars.append(out.logvar.cpu())
+            results.append((rows, out.rec_per_sentence.float().cpu(), out.kl_per_sentence.cpu(), shuffled.float().cpu(), out.mu.cpu(), out.logvar.cpu()))
         model.train()
-        n = len(data)
-        mu, logvar = torch.cat(mus), torch.cat(logvars)
+        if acc.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            results = gather_object(results)
+        n, d = len(data), model.config.latent_dim
+        rec, kl, rec_shuffled = torch.zeros(n), torch.zeros(n), torch.zeros(n)
+        mu, logvar = torch.zeros(n, d), torch.zeros(n, d)
+        for rows, r, k, sh, m, lv in results:
+            rec[rows], kl[rows], mu[rows], logvar[rows] = r, k, m, lv
+            rec_shuffled[rows] = sh if len(rows) > 1 else r
         return {
-            "rec": rec / n,
-            "kl": kl / n,
-            "elbo": (rec + kl) / n,
+            "rec": float(rec.mean()),
+            "kl": float(kl.mean()),
+            "elbo": float((rec + kl).mean()),
             "au": active_units(mu),
-            "mi": mutual_information(mu, logvar, generator),
-            "gap": (rec_shuffled - rec) / n,
+            "mi": mutual_information(mu, logvar, torch.Generator().manual_seed(self.cfg.seed)),
+            "gap": float((rec_shuffled - rec).mean()),
         }
 
     # -- the loop ------------------------------------------------------------------------------
@@ -302,7 +330,7 @@ class Trainer:
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total), max(1, total))
         if start_step > 0 and self.checkpoint_dir is not None:
-            restore(self.checkpoint_dir, optimizer, scheduler, self.resume_state)
+            restore(self.checkpoint_dir, optimizer, scheduler, self.resume_state, self.accelerator.process_index)
         if start_step == 0:
             self.best, self.validations_without_gain = math.inf, 0
         wrapped, optimizer = acc.prepare(model, optimizer)
@@ -313,7 +341,7 @@ class Trainer:
         started, step = time.perf_counter(), start_step
         self.emit("phase", phase=phase, total=total, start=start_step)
         while step < total:
-            if self.stop.requested:
+            if self.stop_requested():
                 path = self.checkpoint(model, optimizer, scheduler, phase, step)
                 raise Interrupted(path)
             batch = next(stream)
@@ -332,8 +360,10 @@ class Trainer:
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            values = {"phase": phase, "step": step, "total": total, "loss": out.loss.item(), "rec": out.rec.item(),
-                      "kl": out.kl.item(), "beta": beta, "lr": scheduler.get_last_lr()[0]}
+            # Logged values are means over the whole (global) batch, whatever the number of processes.
+            loss, rec, kl = acc.reduce(torch.stack([out.loss, out.rec, out.kl]).detach().float(), "mean").tolist()
+            values = {"phase": phase, "step": step, "total": total, "loss": loss, "rec": rec, "kl": kl, "beta": beta,
+                      "lr": scheduler.get_last_lr()[0]}
             elapsed = time.perf_counter() - started
             values["steps_per_s"] = (step - start_step) / elapsed if elapsed > 0 else 0.0
             self.emit("step", **values)
@@ -349,6 +379,13 @@ class Trainer:
                 break
         self.steps_per_second[f"phase{phase}"] = (step - start_step) / max(1e-9, time.perf_counter() - started)
         self.model = model
+
+    def stop_requested(self) -> bool:
+        """Whether any process got a stop signal: all processes stop at the same step."""
+        if self.accelerator.num_processes == 1:
+            return self.stop.requested
+        flag = torch.tensor([1.0 if self.stop.requested else 0.0], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(flag, "sum").item() > 0)
 
     def validate_and_keep(self, model: TextVAE, phase: int, step: int) -> bool:
         """Validate, save the model directory when the score improves; True when early stopping is due."""
@@ -373,10 +410,16 @@ class Trainer:
         return phase == 2 and self.cfg.patience > 0 and self.validations_without_gain >= self.cfg.patience
 
     def checkpoint(self, model: TextVAE, optimizer: Any, scheduler: Any, phase: int, step: int) -> Path:
-        self.accelerator.wait_for_everyone()
+        acc = self.accelerator
+        rng = [torch.get_rng_state()]
+        if acc.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            rng = gather_object(rng)  # every process resumes with its own random stream
         path = self.out / "checkpoint"
-        if self.accelerator.is_main_process:
-            path = save_checkpoint(self.out, model, optimizer, scheduler, self.trainer_state(phase, step))
+        if acc.is_main_process:
+            path = save_checkpoint(self.out, model, optimizer, scheduler, self.trainer_state(phase, step), rng)
+        acc.wait_for_everyone()
         return path
 
     def write_training_json(self) -> None:
@@ -402,6 +445,13 @@ class Trainer:
             "versions": versions(),
         }
         atomic_write_bytes(self.out / "training.json", (json.dumps(record, indent=2) + "\n").encode())
+
+
+def is_main_process() -> bool:
+    """False in the non-main processes of an `accelerate launch` / torchrun job."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available()).is_main_process
 
 
 def finetune(cfg: TrainConfig, on_event: Callable[[Event], None] | None = None, resume: bool = False, overwrite: bool = False) -> Path:
