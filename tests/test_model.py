@@ -7,7 +7,7 @@ import torch
 
 from vaecli.backbones import build_vae
 from vaecli.config import VAEConfig
-from vaecli.model import TextVAE, free_bits_kl, kl_per_dim, masked_pool
+from vaecli.model import VAEModel, free_bits_kl, kl_per_dim, masked_pool
 
 SENTENCES = [
     "he breathed new life into the old house",
@@ -18,11 +18,11 @@ SENTENCES = [
 OTHERS = ["you could see the tumor", "the old man", "he said it was a long day at the house", "it"]
 
 
-def batch(vae: TextVAE, texts: list[str]) -> dict[str, torch.Tensor]:
+def batch(vae: VAEModel, texts: list[str]) -> dict[str, torch.Tensor]:
     return dict(vae.tokenizer(texts, padding=True, return_tensors="pt"))
 
 
-def run(vae: TextVAE, texts: list[str]):
+def run(vae: VAEModel, texts: list[str]):
     enc = batch(vae, texts)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -125,7 +125,7 @@ def test_forward_parts_and_clean_targets(t5_dir):
 def test_save_load_identical(backbone_dirs, family, injection, tmp_path):
     vae = build_vae(str(backbone_dirs[family]), VAEConfig(injection=injection, latent_dim=8)).eval()
     vae.save_pretrained(tmp_path)
-    loaded = TextVAE.from_pretrained(tmp_path)
+    loaded = VAEModel.from_pretrained(tmp_path)
     assert loaded.config == vae.config
     enc = batch(vae, SENTENCES)
     with torch.no_grad():

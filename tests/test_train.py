@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from vaecli.cli import app
 from vaecli.config import ConfigError, TrainConfig
 from vaecli.data import delete_tokens, length_batches, load_corpus
-from vaecli.model import TextVAE
+from vaecli.model import VAEModel
 from vaecli.schedule import beta_at
 from vaecli.train import Interrupted, RunError, finetune
 
@@ -119,7 +119,7 @@ def test_frozen_decoder_stays_bit_identical(t5_dir, corpus, tmp_path):
     after = {k.removeprefix("backbone."): v for k, v in load_file(str(out / "model.safetensors")).items()}
     decoder = [k for k in before if k.startswith("decoder.")]
     assert decoder and all(torch.equal(before[k], after[k]) for k in decoder)
-    shared = TextVAE.from_pretrained(out).backbone.shared.weight  # saved once, under one of its tied names
+    shared = VAEModel.from_pretrained(out).backbone.shared.weight  # saved once, under one of its tied names
     assert not torch.equal(before["shared.weight"], shared)  # tied with the encoder: it trains
     assert not torch.equal(before["encoder.block.0.layer.0.SelfAttention.q.weight"], after["encoder.block.0.layer.0.SelfAttention.q.weight"])
     fresh = load_file(str(out / "checkpoint" / "model.safetensors"))

@@ -13,10 +13,10 @@ from typing import Sequence, overload
 import numpy as np
 
 from vaecli import infer
-from vaecli.model import TextVAE as _Model
+from vaecli.model import VAEModel
 
 
-class TextVAE(_Model):
+class TextVAE(VAEModel):
     """A text VAE; `from_pretrained(dir)` loads a `vae finetune` output directory."""
 
     @overload

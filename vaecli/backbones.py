@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vaecli.config import VAEConfig
-from vaecli.model import CONFIG_NAME, ModelDirError, TextVAE
+from vaecli.model import CONFIG_NAME, ModelDirError, VAEModel
 
 EMBEDDED = "minilm"
 # Parts of the BERT2BERT decoder with no pretrained weights (the sentence-transformers export has no
@@ -111,13 +111,13 @@ def build_hf(name: str) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def build_vae(name: str, vae_config: VAEConfig) -> TextVAE:
-    """A new TextVAE on backbone `name`, or the saved one when `name` is a vaecli directory (phase 2 from phase 1)."""
+def build_vae(name: str, vae_config: VAEConfig) -> VAEModel:
+    """A new VAEModel on backbone `name`, or the saved one when `name` is a vaecli directory (phase 2 from phase 1)."""
     if is_vae_dir(name):
-        return TextVAE.from_pretrained(name)
+        return VAEModel.from_pretrained(name)
     if name == EMBEDDED:
         backbone, tokenizer, fresh = build_minilm()
         vae_config.frozen_exempt = fresh
     else:
         backbone, tokenizer = build_hf(name)
-    return TextVAE(backbone, vae_config, tokenizer)
+    return VAEModel(backbone, vae_config, tokenizer)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from vaecli.model import ModelDirError, TextVAE
+from vaecli.model import ModelDirError, VAEModel
 
 TENSORS = "optimizer.safetensors"
 STATE = "trainer_state.json"
@@ -44,7 +44,7 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(out: Path, model: TextVAE, optimizer: torch.optim.Optimizer, scheduler: Any, trainer: dict[str, Any], rng: list[torch.Tensor]) -> Path:
+def save_checkpoint(out: Path, model: VAEModel, optimizer: torch.optim.Optimizer, scheduler: Any, trainer: dict[str, Any], rng: list[torch.Tensor]) -> Path:
     """Write the checkpoint aside, then rename it into place; `rng` holds each process's torch RNG state."""
     from safetensors.torch import save_file
 

@@ -51,12 +51,16 @@ def load_corpus(path: str | Path, tokenizer: Any, max_length: int, limit: int | 
     from datasets import load_dataset
 
     check_text_file(path)
+    if Path(path).stat().st_size == 0:
+        return Corpus([], [], 0, 0)  # `datasets` cannot build a dataset from an empty file
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     ds = load_dataset("text", data_files=str(path), split="train")
     total = len(ds)
     ds = ds.filter(lambda batch: [bool(t.strip()) for t in batch["text"]], batched=True)
     blank = total - len(ds)
+    if len(ds) == 0:
+        return Corpus([], [], blank, 0)
     if limit is not None and len(ds) > limit:
         ds = ds.select(range(limit))
 

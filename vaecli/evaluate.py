@@ -30,7 +30,7 @@ import torch
 from vaecli.data import length_batches, pad_batch
 from vaecli.generate import generate
 from vaecli.metrics import active_units, mutual_information
-from vaecli.model import TextVAE, kl_per_dim, log_normal
+from vaecli.model import VAEModel, kl_per_dim, log_normal
 
 
 def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str], n: int = 4) -> float:
@@ -63,7 +63,7 @@ def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def evaluate(model: TextVAE, texts: Sequence[str], iw_samples: int = 100, batch_size: int = 32, seed: int = 0, bleu: bool = True) -> dict[str, float]:
+def evaluate(model: VAEModel, texts: Sequence[str], iw_samples: int = 100, batch_size: int = 32, seed: int = 0, bleu: bool = True) -> dict[str, float]:
     """All metrics above over `texts`; returns a flat dict (see module docstring for units)."""
     from vaecli.data import tokenize
 
@@ -117,7 +117,7 @@ def evaluate(model: TextVAE, texts: Sequence[str], iw_samples: int = 100, batch_
     return result
 
 
-def importance_weighted_nll(model: TextVAE, mu: torch.Tensor, logvar: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+def importance_weighted_nll(model: VAEModel, mu: torch.Tensor, logvar: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
     """-log p(x) estimated with k importance samples from q(z|x), per sentence."""
     b = mu.shape[0]
     log_w = torch.empty(b, k, device=mu.device)
@@ -134,7 +134,7 @@ def importance_weighted_nll(model: TextVAE, mu: torch.Tensor, logvar: torch.Tens
     return -(torch.logsumexp(log_w, dim=1) - math.log(k))
 
 
-def reconstruction(model: TextVAE, ids: list[list[int]], mu: torch.Tensor, batches: list[list[int]]) -> dict[str, float]:
+def reconstruction(model: VAEModel, ids: list[list[int]], mu: torch.Tensor, batches: list[list[int]]) -> dict[str, float]:
     """Greedy decode from mu: corpus BLEU and exact match against the tokenizer-normalised input."""
     tok = model.tokenizer
     refs = [t.strip() for t in tok.batch_decode(ids, skip_special_tokens=True)]

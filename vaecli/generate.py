@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from vaecli.model import TextVAE
+from vaecli.model import VAEModel
 
 
 def _nucleus(logits: torch.Tensor, top_p: float, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -26,7 +26,7 @@ def _nucleus(logits: torch.Tensor, top_p: float, temperature: float, generator: 
 
 @torch.inference_mode()
 def generate(
-    model: TextVAE,
+    model: VAEModel,
     z: torch.Tensor,
     max_new_tokens: int,
     beam: int = 1,
@@ -58,7 +58,7 @@ def generate(
     return _strip(torch.stack(steps, dim=1) if steps else last[:, :0], model)
 
 
-def _beam_search(model: TextVAE, z: torch.Tensor, max_new_tokens: int, k: int) -> list[list[int]]:
+def _beam_search(model: VAEModel, z: torch.Tensor, max_new_tokens: int, k: int) -> list[list[int]]:
     """Beam search with length-normalised final scores (sum of log-probs / tokens)."""
     b, device = z.shape[0], z.device
     state = model.decode_state(z.repeat_interleave(k, dim=0))
@@ -92,7 +92,7 @@ def _beam_search(model: TextVAE, z: torch.Tensor, max_new_tokens: int, k: int) -
     return _strip(seqs.index_select(0, best), model)
 
 
-def _strip(ids: torch.Tensor, model: TextVAE) -> list[list[int]]:
+def _strip(ids: torch.Tensor, model: VAEModel) -> list[list[int]]:
     """Rows as lists, cut at the first EOS."""
     out = []
     for row in ids.tolist():

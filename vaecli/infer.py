@@ -14,7 +14,7 @@ import torch
 
 from vaecli.data import length_batches, pad_batch, tokenize
 from vaecli.generate import generate
-from vaecli.model import TextVAE
+from vaecli.model import VAEModel
 
 BATCH = 64
 
@@ -31,7 +31,7 @@ class Encoded:
 
 
 @torch.inference_mode()
-def encode(model: TextVAE, texts: Sequence[str], batch_size: int = BATCH) -> Encoded:
+def encode(model: VAEModel, texts: Sequence[str], batch_size: int = BATCH) -> Encoded:
     """Posterior mean and log-variance of each text, (n, d) float32, in input order."""
     ids, truncated = tokenize(model.tokenizer, list(texts), model.config.max_length)
     d = model.config.latent_dim
@@ -50,7 +50,7 @@ def sample_posterior(enc: Encoded, scale: float = 1.0, seed: int | None = None) 
     return (enc.mu + scale * np.exp(0.5 * enc.logvar) * eps).astype(np.float32)
 
 
-def check_vectors(model: TextVAE, z: np.ndarray) -> np.ndarray:
+def check_vectors(model: VAEModel, z: np.ndarray) -> np.ndarray:
     z = np.asarray(z, dtype=np.float32)
     if z.ndim == 1:
         z = z[None, :]
@@ -61,7 +61,7 @@ def check_vectors(model: TextVAE, z: np.ndarray) -> np.ndarray:
 
 
 def decode(
-    model: TextVAE,
+    model: VAEModel,
     z: np.ndarray,
     beam: int = 1,
     sample: bool = False,
@@ -83,7 +83,7 @@ def decode(
     return texts
 
 
-def prior(model: TextVAE, n: int, temperature: float = 1.0, seed: int | None = None) -> np.ndarray:
+def prior(model: VAEModel, n: int, temperature: float = 1.0, seed: int | None = None) -> np.ndarray:
     """n draws of z ~ N(0, t^2 I)."""
     rng = np.random.default_rng(seed)
     return (temperature * rng.standard_normal((n, model.config.latent_dim))).astype(np.float32)
@@ -109,7 +109,7 @@ def path(a: np.ndarray, b: np.ndarray, steps: int, slerp: bool = False) -> tuple
     return t, points
 
 
-def paraphrase(model: TextVAE, text: str, n: int, scale: float = 1.0, seed: int | None = None, tries: int = 4, **decode_args) -> list[str]:
+def paraphrase(model: VAEModel, text: str, n: int, scale: float = 1.0, seed: int | None = None, tries: int = 4, **decode_args) -> list[str]:
     """Up to n distinct sentences decoded from z ~ q(z|text) (sigma scaled), the input itself left out."""
     enc = encode(model, [text])
     rng = np.random.default_rng(seed)
@@ -128,6 +128,6 @@ def paraphrase(model: TextVAE, text: str, n: int, scale: float = 1.0, seed: int 
     return found
 
 
-def attribute_vector(model: TextVAE, source: Sequence[str], target: Sequence[str]) -> np.ndarray:
+def attribute_vector(model: VAEModel, source: Sequence[str], target: Sequence[str]) -> np.ndarray:
     """Mean encoding of `target` minus mean encoding of `source`."""
     return (encode(model, target).mu.mean(axis=0) - encode(model, source).mu.mean(axis=0)).astype(np.float32)

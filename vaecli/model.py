@@ -1,6 +1,6 @@
 """The VAE around a pretrained encoder-decoder: pool, heads, inject z, loss.
 
-`TextVAE` holds any Hugging Face encoder-decoder (T5, BART, BERT2BERT `EncoderDecoderModel`) as
+`VAEModel` holds any Hugging Face encoder-decoder (T5, BART, BERT2BERT `EncoderDecoderModel`) as
 `backbone` and adds four small parts: masked pooling, the `mu` / `logvar` heads and one projection
 that carries z into the decoder. z is the decoder's only view of the input:
 
@@ -139,7 +139,7 @@ class DecodeState:
             self.cache.reorder_cache(index)
 
 
-class TextVAE(nn.Module):
+class VAEModel(nn.Module):
     """A text VAE made of a pretrained encoder-decoder and a few new layers."""
 
     def __init__(self, backbone: nn.Module, config: VAEConfig, tokenizer: Any = None) -> None:
@@ -313,7 +313,7 @@ class TextVAE(nn.Module):
             self.tokenizer.save_pretrained(str(directory))
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> TextVAE:
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> VAEModel:
         """Load a vaecli model directory; never touches the network."""
         from vaecli.backbones import backbone_from_config, load_tokenizer
 

@@ -22,10 +22,10 @@ import torch
 from vaecli.backbones import build_vae
 from vaecli.checkpoint import find_checkpoint, load_trainer_state, restore, save_checkpoint
 from vaecli.config import ConfigError, TrainConfig
-from vaecli.io import check_text_file
 from vaecli.data import Batches, Corpus, delete_tokens, length_batches, load_corpus, pad_batch
+from vaecli.io import InputError, check_text_file
 from vaecli.metrics import active_units, mutual_information
-from vaecli.model import ModelDirError, TextVAE
+from vaecli.model import ModelDirError, VAEModel
 from vaecli.schedule import beta_at
 
 Event = dict[str, Any]
@@ -162,7 +162,7 @@ class Trainer:
             raise RunError(f"--batch-size {cfg.batch_size} must be a multiple of the {self.accelerator.num_processes} processes")
         set_seed(cfg.seed)
         if self.checkpoint_dir is not None:
-            self.model = TextVAE.from_pretrained(self.checkpoint_dir)
+            self.model = VAEModel.from_pretrained(self.checkpoint_dir)
         else:
             self.model = build_vae(cfg.model, cfg.vae_config())
         self.model.train()
@@ -171,7 +171,7 @@ class Trainer:
         max_length = self.model.config.max_length
         self.train_data = load_corpus(cfg.train_file, tok, max_length)
         if len(self.train_data) == 0:
-            raise RunError(f"{cfg.train_file} has no non-blank lines")
+            raise InputError(f"{cfg.train_file} has no sentences (empty, or only blank lines)")
         if cfg.valid_file:
             self.valid_data = load_corpus(cfg.valid_file, tok, max_length, limit=cfg.valid_size)
         else:
@@ -234,7 +234,7 @@ class Trainer:
     # -- validation ----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def validate(self, model: TextVAE) -> dict[str, float]:
+    def validate(self, model: VAEModel) -> dict[str, float]:
         """Rec, KL, -ELBO (one z sample), AU, MI and the z-shuffle gap over the whole validation set.
 
         With several processes each takes every N-th batch and the per-sentence results are gathered,
@@ -350,7 +350,7 @@ class Trainer:
             out = wrapped(noisy_ids, noisy_mask, batch["input_ids"], batch["attention_mask"], beta=beta, free_bits=free_bits)
             if not torch.isfinite(out.loss):
                 raise RunError(
-                    f"the loss became {float(out.loss)} at phase {phase} step {step + 1}; "
+                    f"the loss became {out.loss.item()} at phase {phase} step {step + 1}; "
                     f"lower --lr (now {cfg.lr}) or try --bf16 no; the last checkpoint is in {self.out / 'checkpoint'}"
                 )
             acc.backward(out.loss)
@@ -387,7 +387,7 @@ class Trainer:
         flag = torch.tensor([1.0 if self.stop.requested else 0.0], device=self.accelerator.device)
         return bool(self.accelerator.reduce(flag, "sum").item() > 0)
 
-    def validate_and_keep(self, model: TextVAE, phase: int, step: int) -> bool:
+    def validate_and_keep(self, model: VAEModel, phase: int, step: int) -> bool:
         """Validate, save the model directory when the score improves; True when early stopping is due."""
         metrics = self.validate(model)
         score = metrics["rec"] if phase == 1 else metrics["elbo"]
@@ -409,7 +409,7 @@ class Trainer:
             )
         return phase == 2 and self.cfg.patience > 0 and self.validations_without_gain >= self.cfg.patience
 
-    def checkpoint(self, model: TextVAE, optimizer: Any, scheduler: Any, phase: int, step: int) -> Path:
+    def checkpoint(self, model: VAEModel, optimizer: Any, scheduler: Any, phase: int, step: int) -> Path:
         acc = self.accelerator
         rng = [torch.get_rng_state()]
         if acc.num_processes > 1:
