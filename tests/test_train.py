@@ -68,9 +68,12 @@ def test_corpus_counts_blank_and_truncated(t5_dir, tmp_path):
     path.write_text("the old house\n\n   \nthe old man\r\n" + "the " * 50 + "end\nlast line without newline", encoding="utf-8")
     corpus = load_corpus(path, tok, max_length=10)
     assert corpus.blank == 2 and corpus.truncated == 1 and len(corpus) == 4
-    assert corpus.texts[1] == "the old man"
-    assert max(len(r) for r in corpus.input_ids) == 10
-    assert corpus.input_ids[2][-1] == tok.eos_token_id  # truncation keeps the end-of-sentence token
+    rows = corpus.ids(range(4))
+    assert rows[1] == tok("the old man")["input_ids"]  # CRLF stripped
+    assert max(len(r) for r in rows) == 10 and corpus.lengths.tolist() == [len(r) for r in rows]
+    assert rows[2][-1] == tok.eos_token_id  # truncation keeps the end-of-sentence token
+    head, tail = corpus.split(1)
+    assert len(head) == 3 and tail.ids([0]) == rows[3:] and head.blank == 2
 
 
 def test_config_errors_are_reported_together():

@@ -7,7 +7,6 @@ sees exactly the batches the interrupted one would have seen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,30 +18,58 @@ from vaecli.io import check_text_file
 GROUP_BATCHES = 50  # batches per length-sorted group: enough to bucket, few enough to stay random
 
 
-@dataclass
 class Corpus:
-    """A tokenised text file."""
+    """Tokenised sentences, fetched by index.
 
-    input_ids: list[list[int]]
-    texts: list[str]
-    blank: int
-    truncated: int
+    Rows live in a memory-mapped Arrow table (`datasets`) or, for small in-memory sets, a list: a
+    million-line corpus costs disk cache, not RAM. `lengths` (token counts) is a numpy array.
+    """
+
+    def __init__(self, rows: Any, lengths: np.ndarray, blank: int = 0, truncated: int = 0) -> None:
+        self.rows, self.lengths, self.blank, self.truncated = rows, np.asarray(lengths, dtype=np.int64), blank, truncated
+
+    @classmethod
+    def from_ids(cls, ids: list[list[int]], blank: int = 0, truncated: int = 0) -> Corpus:
+        return cls(ids, np.array([len(r) for r in ids], dtype=np.int64), blank, truncated)
 
     def __len__(self) -> int:
-        return len(self.input_ids)
+        return len(self.lengths)
+
+    def ids(self, indices: Sequence[int]) -> list[list[int]]:
+        if isinstance(self.rows, list):
+            return [self.rows[i] for i in indices]
+        return self.rows[[int(i) for i in indices]]["input_ids"]
+
+    def split(self, n: int) -> tuple[Corpus, Corpus]:
+        """(all but the last n rows, the last n rows); counts stay with the first part."""
+        cut = len(self) - n
+        if isinstance(self.rows, list):
+            head, tail = self.rows[:cut], self.rows[cut:]
+        else:
+            head, tail = self.rows.select(range(cut)), self.rows.select(range(cut, len(self)))
+        return Corpus(head, self.lengths[:cut], self.blank, self.truncated), Corpus(tail, self.lengths[cut:])
 
 
-def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], int]:
-    """Token ids of each text (special tokens included), truncated to max_length; and how many were cut."""
+def tokenize_rows(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], list[bool]]:
+    """Token ids of each text (special tokens included), truncated to max_length; and which were cut."""
     if not texts:
-        return [], 0
+        return [], []
     ids = tokenizer(list(texts), truncation=True, max_length=max_length + 1)["input_ids"]
     long = [i for i, row in enumerate(ids) if len(row) > max_length]
     if long:
         redo = tokenizer([texts[i] for i in long], truncation=True, max_length=max_length)["input_ids"]
         for i, row in zip(long, redo):
             ids[i] = row
-    return ids, len(long)
+    cut = [False] * len(ids)
+    for i in long:
+        cut[i] = True
+    return ids, cut
+
+
+def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], int]:
+    """Token ids of each text, truncated to max_length; and how many were cut."""
+    ids, cut = tokenize_rows(tokenizer, texts, max_length)
+    return ids, sum(cut)
 
 
 def load_corpus(path: str | Path, tokenizer: Any, max_length: int, limit: int | None = None) -> Corpus:
@@ -52,7 +79,7 @@ def load_corpus(path: str | Path, tokenizer: Any, max_length: int, limit: int | 
 
     check_text_file(path)
     if Path(path).stat().st_size == 0:
-        return Corpus([], [], 0, 0)  # `datasets` cannot build a dataset from an empty file
+        return Corpus.from_ids([])  # `datasets` cannot build a dataset from an empty file
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     ds = load_dataset("text", data_files=str(path), split="train")
@@ -60,22 +87,19 @@ def load_corpus(path: str | Path, tokenizer: Any, max_length: int, limit: int | 
     ds = ds.filter(lambda batch: [bool(t.strip()) for t in batch["text"]], batched=True)
     blank = total - len(ds)
     if len(ds) == 0:
-        return Corpus([], [], blank, 0)
+        return Corpus.from_ids([], blank)
     if limit is not None and len(ds) > limit:
         ds = ds.select(range(limit))
 
     def encode(batch: dict[str, list[str]]) -> dict[str, Any]:
-        texts = [t.strip() for t in batch["text"]]
-        ids, _ = tokenize(tokenizer, texts, max_length)
-        return {"input_ids": ids, "over": [len(r) >= max_length for r in ids]}
+        ids, cut = tokenize_rows(tokenizer, [t.strip() for t in batch["text"]], max_length)
+        return {"input_ids": ids, "length": [len(r) for r in ids], "cut": cut}
 
     # Fingerprinting hashes the tokenizer and max_length, so the cache is reused only when both match.
-    ds = ds.map(encode, batched=True, batch_size=1000)
-    texts = [t.strip() for t in ds["text"]]
-    ids = ds["input_ids"]
-    # `over` marks rows at the limit; re-count exactly which were cut.
-    truncated = sum(1 for t, at in zip(texts, ds["over"]) if at and len(tokenizer(t)["input_ids"]) > max_length)
-    return Corpus(ids, texts, blank, truncated)
+    ds = ds.map(encode, batched=True, batch_size=1000, remove_columns=["text"])
+    columns = ds.with_format("numpy", columns=["length", "cut"])
+    lengths, cut = columns["length"], columns["cut"]
+    return Corpus(ds.select_columns(["input_ids"]), lengths, blank, int(np.sum(cut)))
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int, shuffle: bool = True) -> list[list[int]]:

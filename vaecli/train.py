@@ -184,11 +184,9 @@ class Trainer:
     def _hold_out(self) -> Corpus:
         """Without --valid: the last 5% of the training lines (at most valid_size) are held out."""
         data = self.train_data
-        n = min(self.cfg.valid_size, max(1, len(data) // 20)) if len(data) > 1 else 0
-        if n == 0:
-            return Corpus(data.input_ids[:1], data.texts[:1], 0, 0)
-        valid = Corpus(data.input_ids[-n:], data.texts[-n:], 0, 0)
-        self.train_data = Corpus(data.input_ids[:-n], data.texts[:-n], data.blank, data.truncated)
+        if len(data) < 2:
+            return data  # one sentence: validate on it
+        self.train_data, valid = data.split(min(self.cfg.valid_size, max(1, len(data) // 20)))
         return valid
 
     # -- helpers -------------------------------------------------------------------------------
@@ -214,13 +212,12 @@ class Trainer:
     def loader(self, phase: int, epoch: int, skip: int) -> Any:
         from torch.utils.data import DataLoader
 
-        lengths = [len(r) for r in self.train_data.input_ids]
-        batches = length_batches(lengths, self.cfg.batch_size, self.cfg.seed + 1000 * phase, epoch)
-        ids = self.train_data.input_ids
+        data = self.train_data
+        batches = length_batches(data.lengths, self.cfg.batch_size, self.cfg.seed + 1000 * phase, epoch)
         pad_id = self.accelerator.unwrap_model(self.model).pad_id
         # A private generator: creating the iterator must not draw from the global RNG (exact resume).
-        loader = DataLoader(range(len(ids)), batch_sampler=Batches(batches, self.cfg.batch_size), generator=torch.Generator().manual_seed(0),
-                            collate_fn=lambda rows: pad_batch([ids[i] for i in rows], pad_id))
+        loader = DataLoader(range(len(data)), batch_sampler=Batches(batches, self.cfg.batch_size), generator=torch.Generator().manual_seed(0),
+                            collate_fn=lambda rows: pad_batch(data.ids(rows), pad_id))
         loader = self.accelerator.prepare_data_loader(loader)
         return self.accelerator.skip_first_batches(loader, skip) if skip else loader
 
@@ -243,12 +240,12 @@ class Trainer:
         """
         acc, data = self.accelerator, self.valid_data
         model.eval()
-        batches = length_batches([len(r) for r in data.input_ids], self.cfg.batch_size, 0, 0, shuffle=False)
+        batches = length_batches(data.lengths, self.cfg.batch_size, 0, 0, shuffle=False)
         results = []
         for index in range(acc.process_index, len(batches), acc.num_processes):
             rows = batches[index]
             generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + index)
-            batch = {k: v.to(model.device) for k, v in pad_batch([data.input_ids[i] for i in rows], model.pad_id).items()}
+            batch = {k: v.to(model.device) for k, v in pad_batch(data.ids(rows), model.pad_id).items()}
             with acc.autocast():
                 out = model(batch["input_ids"], batch["attention_mask"], generator=generator)
                 # Each sentence decoded from its neighbour's z: near 0 gap = the decoder ignores z.
