@@ -187,8 +187,11 @@ class VAEModel(nn.Module):
 
     # -- decoder side ------------------------------------------------------------------------
 
-    def decode_state(self, z: torch.Tensor) -> DecodeState:
-        """Turn z (B, d) into what the decoder reads. A fresh cache every call (forward passes mutate it)."""
+    def decode_state(self, z: torch.Tensor, cache: bool = True) -> DecodeState:
+        """Turn z (B, d) into what the decoder reads. A fresh cache every call (forward passes mutate it).
+
+        cache=False (a whole-sequence forward, as in training) keeps no cache unless the prefix lives in it.
+        """
         from transformers import DynamicCache, EncoderDecoderCache
 
         b, dims = z.shape[0], self.dims
@@ -206,6 +209,8 @@ class VAEModel(nn.Module):
             else:
                 z_embedding = projected.unsqueeze(1)
         mask = torch.ones(memory.shape[:2], dtype=torch.long, device=z.device)
+        if not cache and self.config.injection != "prefix":
+            return DecodeState(memory, mask, None, z_embedding)
         return DecodeState(memory, mask, EncoderDecoderCache(self_cache, DynamicCache()), z_embedding)
 
     def decoder_logits(self, state: DecodeState, decoder_input_ids: torch.Tensor) -> torch.Tensor:
@@ -220,7 +225,7 @@ class VAEModel(nn.Module):
             encoder_outputs=BaseModelOutput(last_hidden_state=state.memory),
             attention_mask=state.memory_mask,
             cache=state.cache,
-            use_cache=True,
+            use_cache=state.cache is not None,
             **kwargs,
         )
         return out.logits
@@ -239,8 +244,10 @@ class VAEModel(nn.Module):
     def reconstruction_nll(self, z: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """-log p(x|z) per sentence (B,), summed over target tokens; and the logits."""
         dec_in, labels = self.targets(input_ids, attention_mask)
-        logits = self.decoder_logits(self.decode_state(z), dec_in)
-        nll = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")
+        logits = self.decoder_logits(self.decode_state(z, cache=False), dec_in)
+        # Flattened (rows, vocab) layout: cross-entropy over a transposed (B, V, T) view is much slower.
+        flat = logits.float().reshape(-1, logits.shape[-1])
+        nll = F.cross_entropy(flat, labels.reshape(-1), ignore_index=-100, reduction="none").view(labels.shape)
         return nll.sum(dim=1), logits
 
     def forward(
