@@ -2,7 +2,7 @@
 
 Commands run in-process through Typer's CliRunner, whose stdout and stderr are separate (click >= 8.2),
 so "data on stdout, everything else on stderr" is checked directly. Expected outputs are computed
-through the Python API (`TextVAE`) and `vaecli.io` on the same model directory.
+through the Python API (`TextVAE`) and `vaecli.io and vaecli.vectors` on the same model directory.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from vaecli import infer
 from vaecli.api import TextVAE
 from vaecli.cli import app
-from vaecli.io import read_vectors, write_vectors
+from vaecli.vectors import read_vectors, write_vectors
 
 CORPUS = Path(__file__).resolve().parent.parent / "examples" / "wordnet" / "train.txt"  # as in conftest
 TEXTS = ["the old man", "he said it was a long day at the house", "a dog", "the priest said mass"]

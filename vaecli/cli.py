@@ -238,7 +238,8 @@ def encode(
     """Sentences -> latent vectors (mu by default)."""
     with handled():
         from vaecli import infer
-        from vaecli.io import InputError, atomic_open, write_vectors
+        from vaecli.io import InputError, atomic_open
+        from vaecli.vectors import write_vectors
 
         if fmt not in ("jsonl", "tsv", "npy", "safetensors"):
             raise InputError(f"--format must be jsonl, tsv, npy or safetensors, not {fmt!r}")
@@ -269,7 +270,8 @@ def decode(
     """Latent vectors (any format `encode` writes) -> one sentence per line."""
     with handled():
         from vaecli import infer
-        from vaecli.io import InputError, check_text_file, read_vectors
+        from vaecli.io import InputError, check_text_file
+        from vaecli.vectors import read_vectors
 
         if fmt is not None and fmt not in ("jsonl", "tsv", "npy", "safetensors"):
             raise InputError(f"--format must be jsonl, tsv, npy or safetensors, not {fmt!r}")

@@ -1,0 +1,453 @@
+"""Latent vector files for vaecli: writing and reading jsonl, tsv, npy and safetensors.
+
+Shares the rules of :mod:`vaecli.io`: bad user input raises
+:class:`vaecli.io.InputError` with a one-line message naming the source; bad
+values from our own code (e.g. NaN vectors from the model) raise a plain
+``ValueError``. Text formats are decoded and split into lines as in vaecli.io.
+
+Vector formats (:func:`write_vectors` / :func:`read_vectors`)
+    jsonl
+        One object per line: ``{"text": ..., "z": [...], "logvar": [...]}``;
+        "text" and "logvar" only when given, the vector key is ``key``. The
+        reader takes the first of "z", "mu", "vector", or a bare JSON list;
+        "logvar" is ignored on reading.
+    tsv
+        One row per vector: ``[text TAB] v1 ... vd [TAB lv1 ... lvd]``, i.e.
+        the d logvar values, when given, follow the d vector values. In the
+        text, backslash, tab, newline, CR and NUL are written as ``\\\\``,
+        ``\\t``, ``\\n``, ``\\r``, ``\\0``; a text that would itself parse as a
+        number (``"42"``, ``"nan"``) gets the empty escape ``\\&`` in front
+        (as in troff), so a text we wrote is never mistaken for a value. Any
+        other backslash sequence is read back unchanged.
+
+        Reading, all rows must have the same number of fields k. The first
+        column is text when (1) some row's first field is not a number, or
+        (2) ``dim`` is given and k is dim+1 or 2*dim+1 but not dim or 2*dim
+        (a foreign file whose texts all look like numbers). The remaining
+        fields are the vector; with ``dim`` given, 2*dim values mean vector
+        plus logvar and the logvar half is dropped. Without ``dim`` a logvar
+        half cannot be recognised and is read as part of the vector.
+    npy
+        ``np.save`` of the float32 (n, d) array. Texts and logvar are not
+        stored. Read with ``allow_pickle=False``: user files are never
+        unpickled.
+    safetensors
+        Tensors ``{key: vectors, "logvar": logvar}``, metadata
+        ``{"texts": <JSON list>}`` when texts are given.
+
+Float text (jsonl, tsv) is ``repr()`` of the float32 value widened to a
+Python float: the shortest string for that exact double. Parsing it as a
+double and narrowing to float32 therefore restores the identical bits by
+construction, without the double-rounding risk that the shorter
+float32-shortest spelling ("0.1") would carry for readers that parse via
+float64 (Python's ``float``, ``json``, NumPy all do).
+"""
+
+import io
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Literal, get_args
+
+import numpy as np
+import safetensors.numpy
+from safetensors import SafetensorError
+
+from vaecli.io import STDIN_NAME, InputError, _one_line, _show, _split_lines, decode_text
+
+__all__ = [
+    "FORMATS",
+    "Format",
+    "read_vectors",
+    "write_vectors",
+]
+
+Format = Literal["jsonl", "tsv", "npy", "safetensors"]
+FORMATS: tuple[Format, ...] = get_args(Format)
+
+_BATCH = 1024  # rows encoded per write call: bounded memory, few syscalls
+_VECTOR_KEYS = ("z", "mu", "vector")
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def _clip(value: str, limit: int = 40) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+# --------------------------------------------------------------------------- writing vectors
+
+# ASCII-only so that e.g. Arabic-Indic digits, which float() accepts, count as text.
+_NUMBER = re.compile(
+    r"\s*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf(?:inity)?)\s*",
+    re.IGNORECASE | re.ASCII,
+)
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"}
+_UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r", "0": "\0", "&": ""}
+_ESCAPE_RE = re.compile("[\\\\\t\n\r\0]")
+_UNESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def _is_number(field: str) -> bool:
+    return _NUMBER.fullmatch(field) is not None
+
+
+def _escape_tsv(text: str) -> str:
+    escaped = _ESCAPE_RE.sub(lambda m: _ESCAPES[m.group()], text)
+    # The empty escape keeps a number-like text from being read back as a vector value.
+    return "\\&" + escaped if _is_number(escaped) else escaped
+
+
+def _unescape_tsv(field: str) -> str:
+    return _UNESCAPE_RE.sub(lambda m: _UNESCAPES.get(m.group(1), m.group()), field)
+
+
+def _as_matrix(values: np.ndarray, what: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D (n, d) array, got shape {array.shape}")
+    if array.dtype.kind not in "fiu":
+        raise ValueError(f"{what} must be numeric, got dtype {array.dtype}")
+    with np.errstate(over="ignore"):  # float64 beyond float32 range becomes inf, caught below
+        array = np.ascontiguousarray(array, dtype=np.float32)
+    bad = ~np.isfinite(array).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{what} row {int(np.argmax(bad))} contains NaN or infinite values")
+    return array
+
+
+def _write_lines(out: BinaryIO, lines: Iterable[str]) -> None:
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= _BATCH:
+            out.write("".join(batch).encode("utf-8"))
+            batch.clear()
+    if batch:
+        out.write("".join(batch).encode("utf-8"))
+
+
+def _jsonl_lines(
+    z: np.ndarray, texts: list[str] | None, logvar: np.ndarray | None, key: str
+) -> Iterator[str]:
+    # tolist() gives Python floats holding the exact float32 values; json writes them
+    # with float.__repr__, i.e. the round-trip-exact spelling (see module doc).
+    logvars = logvar.tolist() if logvar is not None else None
+    for i, row in enumerate(z.tolist()):
+        record: dict[str, Any] = {}
+        if texts is not None:
+            record["text"] = texts[i]
+        record[key] = row
+        if logvars is not None:
+            record["logvar"] = logvars[i]
+        yield json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _tsv_lines(z: np.ndarray, texts: list[str] | None, logvar: np.ndarray | None) -> Iterator[str]:
+    logvars = logvar.tolist() if logvar is not None else None
+    for i, row in enumerate(z.tolist()):
+        fields = [_escape_tsv(texts[i])] if texts is not None else []
+        fields.extend(map(repr, row))
+        if logvars is not None:
+            fields.extend(map(repr, logvars[i]))
+        yield "\t".join(fields) + "\n"
+
+
+def write_vectors(
+    out: BinaryIO,
+    vectors: np.ndarray,
+    texts: Sequence[str] | None = None,
+    fmt: Format = "jsonl",
+    logvar: np.ndarray | None = None,
+    key: str = "z",
+) -> None:
+    """Write (n, d) vectors (stored as float32) to the binary stream `out` in `fmt`;
+    layouts in the module docstring. npy stores neither texts nor logvar.
+
+    Raises ValueError for non-finite values, mismatched shapes/lengths or an unknown fmt:
+    these come from the caller's code, not from the user.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if not key or key in ("text", "logvar"):
+        raise ValueError(f"key {key!r} is reserved; use e.g. 'z' or 'mu'")
+    z = _as_matrix(vectors, "vectors")
+    lv = None if logvar is None else _as_matrix(logvar, "logvar")
+    if lv is not None and lv.shape != z.shape:
+        raise ValueError(f"logvar shape {lv.shape} differs from vectors shape {z.shape}")
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, not a single string")
+    text_list = None if texts is None else list(texts)
+    if text_list is not None and len(text_list) != len(z):
+        raise ValueError(f"{len(text_list)} texts for {len(z)} vectors")
+
+    if fmt == "jsonl":
+        _write_lines(out, _jsonl_lines(z, text_list, lv, key))
+    elif fmt == "tsv":
+        _write_lines(out, _tsv_lines(z, text_list, lv))
+    elif fmt == "npy":
+        np.save(out, z.astype("<f4", copy=False), allow_pickle=False)
+    else:
+        tensors = {key: z} if lv is None else {key: z, "logvar": lv}
+        metadata = None if text_list is None else {"texts": json.dumps(text_list, ensure_ascii=False)}
+        out.write(safetensors.numpy.save(tensors, metadata=metadata))
+
+
+# --------------------------------------------------------------------------- reading vectors
+
+
+def _to_float32(
+    rows: np.ndarray | list[list[float]], name: str, where: Callable[[int], str]
+) -> np.ndarray:
+    """Narrow to a fresh C-contiguous float32 array; InputError naming the first non-finite row."""
+    with np.errstate(over="ignore"):  # values beyond float32 range become inf, reported below
+        array = np.array(rows, dtype=np.float32, order="C")
+    bad = ~np.isfinite(array).all(axis=1)
+    if bad.any():
+        raise InputError(
+            f"{_show(name)} {where(int(np.argmax(bad)))}: NaN, infinite or out-of-float32-range value"
+        )
+    return array
+
+
+def _check_dim(count: int, dim: int | None, name: str, where: str) -> None:
+    if dim is not None and count != dim:
+        raise InputError(f"{_show(name)} {where}: vector has {count} values, the model's latent has {dim}")
+
+
+def _check_lengths(vectors: list[list[float]], linenos: list[int], name: str, dim: int | None) -> None:
+    for vector, lineno in zip(vectors, linenos):
+        _check_dim(len(vector), dim, name, f"line {lineno}")
+        if len(vector) != len(vectors[0]):
+            raise InputError(
+                f"{_show(name)} line {lineno}: vector has {len(vector)} values "
+                f"but line {linenos[0]} has {len(vectors[0])}"
+            )
+
+
+def _json_vector(values: Any, name: str, lineno: int) -> list[float]:
+    where = f"{_show(name)} line {lineno}"
+    if not isinstance(values, list) or not values:
+        raise InputError(f"{where}: the vector must be a non-empty JSON list of numbers")
+    for index, value in enumerate(values, start=1):
+        # bool is an int subclass; true/false in a vector is a mistake, not 1/0.
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"{where}: value {index} is {_clip(json.dumps(value))}, not a number")
+    try:
+        return [float(value) for value in values]
+    except OverflowError:  # a huge JSON integer
+        raise InputError(f"{where}: value out of float32 range") from None
+
+
+def _read_jsonl(
+    lines: list[tuple[int, str]], name: str, dim: int | None
+) -> tuple[np.ndarray, list[str] | None]:
+    vectors: list[list[float]] = []
+    texts: list[str | None] = []
+    for lineno, line in lines:
+        where = f"{_show(name)} line {lineno}"
+        try:
+            record = json.loads(line)
+        except ValueError as err:
+            message = getattr(err, "msg", _one_line(err))
+            raise InputError(f"{where}: bad JSON ({message}, column {getattr(err, 'colno', '?')})") from None
+        text = None
+        if isinstance(record, dict):
+            found = next((k for k in _VECTOR_KEYS if k in record), None)
+            if found is None:
+                raise InputError(f'{where}: no "z", "mu" or "vector" key in the JSON object')
+            text = record.get("text")
+            if text is not None and not isinstance(text, str):
+                raise InputError(f'{where}: "text" must be a string')
+            values = record[found]
+        elif isinstance(record, list):
+            values = record
+        else:
+            raise InputError(f"{where}: expected a JSON object or list, got {_clip(line.strip())}")
+        vectors.append(_json_vector(values, name, lineno))
+        texts.append(text)
+
+    linenos = [lineno for lineno, _ in lines]
+    _check_lengths(vectors, linenos, name, dim)
+    with_text = [text is not None for text in texts]
+    if any(with_text) and not all(with_text):
+        odd = linenos[with_text.index(not with_text[0])]
+        raise InputError(f'{_show(name)} line {odd}: "text" is on some lines but not others; use it on all or none')
+    array = _to_float32(vectors, name, lambda i: f"line {linenos[i]}")
+    return array, (texts if all(with_text) else None)  # type: ignore[return-value]
+
+
+def _has_text_column(rows: list[list[str]], dim: int | None) -> bool:
+    """The tsv text-column rule; see the module docstring."""
+    if any(not _is_number(fields[0]) for fields in rows):
+        return True
+    if dim is None:
+        return False
+    width = len(rows[0])
+    return width in (dim + 1, 2 * dim + 1) and width not in (dim, 2 * dim)
+
+
+def _read_tsv(
+    lines: list[tuple[int, str]], name: str, dim: int | None
+) -> tuple[np.ndarray, list[str] | None]:
+    rows = [line.rstrip("\r").split("\t") for _, line in lines]
+    linenos = [lineno for lineno, _ in lines]
+    width = len(rows[0])
+    for fields, lineno in zip(rows, linenos):
+        if len(fields) != width:
+            raise InputError(
+                f"{_show(name)} line {lineno}: row has {len(fields)} tab-separated fields "
+                f"but line {linenos[0]} has {width}"
+            )
+    skip = int(_has_text_column(rows, dim))
+    count = width - skip
+    if count == 0:
+        raise InputError(
+            f"{_show(name)} line {linenos[0]}: no tab-separated numbers; "
+            "expected one vector per line (jsonl, tsv, npy or safetensors)"
+        )
+    if dim is not None and count == 2 * dim:
+        count = dim  # the second half is logvar
+    _check_dim(count, dim, name, f"line {linenos[0]}")
+
+    vectors: list[list[float]] = []
+    for fields, lineno in zip(rows, linenos):
+        values = fields[skip : skip + count]
+        try:
+            vectors.append([float(value) for value in values])
+        except ValueError:
+            index, value = next((i, v) for i, v in enumerate(values) if not _is_number(v))
+            raise InputError(
+                f"{_show(name)} line {lineno}: field {index + skip + 1} is {_clip(value)}, not a number"
+            ) from None
+    array = _to_float32(vectors, name, lambda i: f"line {linenos[i]}")
+    texts = [_unescape_tsv(fields[0]) for fields in rows] if skip else None
+    return array, texts
+
+
+def _binary_matrix(array: np.ndarray, name: str, dim: int | None) -> np.ndarray:
+    """Shared checks for npy / safetensors arrays."""
+    if array.dtype.kind not in "fiu":
+        raise InputError(f"{_show(name)}: array has dtype {array.dtype}; expected float vectors")
+    if array.ndim == 1:  # a single vector
+        array = array[None, :]
+    if array.ndim != 2:
+        raise InputError(
+            f"{_show(name)}: array has shape {tuple(array.shape)}; expected (n, d) vectors or one (d,) vector"
+        )
+    if array.shape[0] == 0:
+        raise InputError(f"no vectors in {_show(name)}")
+    if array.shape[1] == 0:
+        raise InputError(f"{_show(name)}: vectors have 0 values")
+    if dim is not None and array.shape[1] != dim:
+        raise InputError(f"{_show(name)}: vectors have {array.shape[1]} values, the model's latent has {dim}")
+    return _to_float32(array, name, lambda i: f"row {i + 1}")
+
+
+def _read_npy(data: bytes, name: str, dim: int | None) -> tuple[np.ndarray, list[str] | None]:
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as err:
+        if "pickle" in str(err):  # object arrays need unpickling, which we never do
+            raise InputError(
+                f"{_show(name)} holds Python objects (dtype object); save a numeric float array instead"
+            ) from None
+        raise InputError(f"{_show(name)} is not a valid .npy file ({_one_line(err)})") from None
+    except (OSError, EOFError) as err:
+        raise InputError(f"{_show(name)} is not a valid .npy file ({_one_line(err)})") from None
+    if not isinstance(array, np.ndarray):  # np.load returns an NpzFile for .npz archives
+        raise InputError(f"{_show(name)} is an .npz archive, not a .npy file")
+    return _binary_matrix(array, name, dim), None
+
+
+def _safetensors_texts(data: bytes, name: str, count: int) -> list[str] | None:
+    header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+    raw = (header.get("__metadata__") or {}).get("texts")
+    if raw is None:
+        return None
+    try:
+        texts = json.loads(raw)
+    except ValueError:
+        texts = None
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise InputError(f'{_show(name)}: metadata "texts" is not a JSON list of strings')
+    if len(texts) != count:
+        raise InputError(f'{_show(name)}: metadata has {len(texts)} texts for {count} vectors')
+    return texts
+
+
+def _read_safetensors(data: bytes, name: str, dim: int | None) -> tuple[np.ndarray, list[str] | None]:
+    try:
+        tensors = safetensors.numpy.load(data)
+    except (SafetensorError, ValueError, TypeError) as err:  # TypeError: dtypes numpy lacks (bf16)
+        raise InputError(f"{_show(name)} is not a valid .safetensors file ({_one_line(err)})") from None
+    found = next((k for k in _VECTOR_KEYS if k in tensors), None)
+    others = [k for k in tensors if k != "logvar"]
+    if found is None and len(others) == 1:  # written with a custom key
+        found = others[0]
+    if found is None:
+        listed = ", ".join(sorted(tensors)) or "none"
+        raise InputError(f'{_show(name)}: no "z", "mu" or "vector" tensor (found: {listed})')
+    array = _binary_matrix(tensors[found], name, dim)
+    return array, _safetensors_texts(data, name, len(array))
+
+
+def _sniff_binary(data: bytes) -> Format | None:
+    if data.startswith(b"\x93NUMPY"):
+        return "npy"
+    # safetensors: 8-byte little-endian header length, then a JSON object. Text never
+    # matches: its first 8 bytes read as a huge number.
+    size = int.from_bytes(data[:8], "little")
+    if len(data) > 9 and 2 <= size <= len(data) - 8 and data[8:9] == b"{":
+        return "safetensors"
+    return None
+
+
+def _looks_like_jsonl(first_line: str) -> bool:
+    stripped = first_line.lstrip()
+    if not stripped.startswith(("{", "[")):
+        return False
+    if "\t" not in stripped:  # JSON we write never has a raw tab; a tsv row with text always does
+        return True
+    try:
+        json.loads(stripped)
+    except ValueError:
+        return False  # a tsv row whose text starts with "[" or "{"
+    return True
+
+
+def read_vectors(
+    data: bytes, fmt: Format | None = None, name: str = STDIN_NAME, dim: int | None = None
+) -> tuple[np.ndarray, list[str] | None]:
+    """Inverse of write_vectors: ((n, d) float32 array, texts or None).
+
+    fmt None detects: npy magic, safetensors header, else text whose first non-blank line
+    starts with "{" or "[" is jsonl, otherwise tsv (rules in the module docstring).
+    `dim`, when given, is the model's latent size: other widths are an error, and it
+    resolves the tsv text-column / logvar ambiguity. Every problem raises InputError
+    naming `name` and, for text formats, the line number.
+    """
+    if fmt is not None and fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if dim is not None and dim < 1:
+        raise ValueError(f"dim must be positive, got {dim}")
+    data = bytes(data)
+    if not data:
+        raise InputError(f"no vectors in {_show(name)}")
+    fmt = fmt or _sniff_binary(data)
+    if fmt == "npy":
+        if not data.startswith(b"\x93NUMPY"):
+            raise InputError(f"{_show(name)} is not a .npy file (no NumPy header)")
+        return _read_npy(data, name, dim)
+    if fmt == "safetensors":
+        return _read_safetensors(data, name, dim)
+
+    lines = [(n, line) for n, line in _split_lines(decode_text(data, name)) if line.strip()]
+    if not lines:
+        raise InputError(f"no vectors in {_show(name)}")
+    if fmt is None:
+        fmt = "jsonl" if _looks_like_jsonl(lines[0][1]) else "tsv"
+    if fmt == "jsonl":
+        return _read_jsonl(lines, name, dim)
+    return _read_tsv(lines, name, dim)
