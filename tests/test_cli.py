@@ -2,7 +2,7 @@
 
 Commands run in-process through Typer's CliRunner, whose stdout and stderr are separate (click >= 8.2),
 so "data on stdout, everything else on stderr" is checked directly. Expected outputs are computed
-through the Python API (`TextVAE`) and `vaecli.io and vaecli.vectors` on the same model directory.
+through the Python API (`TextVAE`) and `vaecli.vectors` on the same model directory.
 """
 
 from __future__ import annotations

@@ -51,10 +51,15 @@ def test_token_deletion_keeps_ids_and_mask_aligned():
 
 def test_length_batches_cover_each_index_once_and_repeat_by_seed():
     lengths = [(i * 7) % 13 + 1 for i in range(100)]
-    a = length_batches(lengths, 8, seed=1, epoch=0)
+    def batches(epoch: int) -> list[list[int]]:
+        return [b.tolist() for b in length_batches(lengths, 8, seed=1, epoch=epoch)]
+
+    a = batches(0)
     assert sorted(i for b in a for i in b) == list(range(100))
-    assert a == length_batches(lengths, 8, seed=1, epoch=0)
-    assert a != length_batches(lengths, 8, seed=1, epoch=1)
+    assert a == batches(0) and a != batches(1)
+    # 100 sentences are one group: batches are consecutive runs of the length-sorted group.
+    runs = sorted(([lengths[i] for i in b] for b in a), key=max, reverse=True)
+    assert all(min(x) >= max(y) for x, y in zip(runs, runs[1:]))
     ordered = length_batches(lengths, 8, 0, 0, shuffle=False)
     flat = [lengths[i] for b in ordered for i in b]
     assert flat == sorted(lengths, reverse=True)
