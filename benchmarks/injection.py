@@ -54,10 +54,11 @@ def main() -> None:
         rows = list(pool.map(lambda m: run(m, args, Path(tmp)), args.modes.split(",")))
     base = rows[0]["steps_per_s"]
     print(f"model {args.model}, {args.steps}+{args.steps} steps, batch {args.batch_size}, valid {args.valid_size} sentences of {args.valid.name}")
-    print(f"| injection | steps/s ratio | Rec | KL | -ELBO | AU | MI | shuffle gap |")
-    print(f"| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| injection | steps/s ratio | Rec | KL | -ELBO | AU | MI | shuffle gap |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['mode']} | {r['steps_per_s'] / base:.2f} | {r['rec']:.2f} | {r['kl']:.2f} | {r['elbo']:.2f} | {r['au']} | {r['mi']:.2f} | {r['gap']:.2f} |")
+        print(f"| {r['mode']} | {r['steps_per_s'] / base:.2f} | {r['rec']:.2f} | {r['kl']:.2f} | {r['elbo']:.2f} | {r['au']} "
+              f"| {r['mi']:.2f} | {r['gap']:.2f} |")
 
 
 if __name__ == "__main__":

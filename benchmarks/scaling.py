@@ -36,7 +36,8 @@ def main() -> None:
         tmp = Path(tmp)
         model = tmp / "tiny-t5"
         # Built in a child: this process stays small, since a child's ru_maxrss starts from its parent's.
-        build = f"import sys; from pathlib import Path; sys.path.insert(0, {str(ROOT / 'tests')!r}); from conftest import tiny_t5; tiny_t5(Path({str(model)!r}))"
+        build = (f"import sys; from pathlib import Path; sys.path.insert(0, {str(ROOT / 'tests')!r}); "
+                 f"from conftest import tiny_t5; tiny_t5(Path({str(model)!r}))")
         subprocess.run([sys.executable, "-c", build], check=True, capture_output=True)
         for size in (int(s) for s in args.sizes.split(",")):
             corpus = tmp / f"corpus-{size}.txt"

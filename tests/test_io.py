@@ -8,12 +8,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers import input_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vaecli.io as vio
 from vaecli.io import (
-    InputError,
     Lines,
     atomic_open,
     atomic_write_bytes,
@@ -21,16 +21,6 @@ from vaecli.io import (
     decode_text,
     read_lines,
 )
-
-
-def input_error(func, *args, **kwargs) -> str:
-    """Call func expecting InputError; return its message after checking it is one line."""
-    with pytest.raises(InputError) as info:
-        func(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message and "\r" not in message and message.strip() == message
-    return message
-
 
 # --------------------------------------------------------------------------- read_lines
 

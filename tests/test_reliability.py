@@ -16,11 +16,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from vaecli.api import TextVAE
 from vaecli.backbones import build_hf, build_vae
 from vaecli.checkpoint import find_checkpoint
 from vaecli.cli import app
 from vaecli.config import TrainConfig, VAEConfig
-from vaecli.api import TextVAE
 from vaecli.model import ModelDirError
 from vaecli.train import RunError, finetune
 
@@ -43,7 +43,10 @@ def encode_with(model: Path) -> tuple[int, str]:
     return r.exit_code, r.stderr
 
 
-@pytest.mark.parametrize("fault", ["missing weights", "truncated weights", "garbage weights", "missing config", "bad json", "wrong latent size", "unknown class"])
+FAULTS = ["missing weights", "truncated weights", "garbage weights", "missing config", "bad json", "wrong latent size", "unknown class"]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
 def test_broken_model_directory_is_one_clear_line(model_dir, tmp_path, fault):
     m = broken_copy(model_dir, tmp_path)
     weights, config = m / "model.safetensors", m / "config.json"

@@ -151,7 +151,8 @@ def test_cli_runs_phase1_then_phase2_from_its_directory(bart_dir, corpus, valid,
     runner = CliRunner()
     p1, p2 = tmp_path / "p1", tmp_path / "p2"
     common = ["--batch-size", "8", "--valid-every", "3", "--bf16", "no", "--latent-dim", "8", "--valid", str(valid)]
-    r = runner.invoke(app, ["finetune", str(corpus), "--model", str(bart_dir), "--out", str(p1), "--phase", "1", "--phase1-steps", "3", "--freeze-decoder", *common])
+    r = runner.invoke(app, ["finetune", str(corpus), "--model", str(bart_dir), "--out", str(p1), "--phase", "1", "--phase1-steps", "3",
+                            "--freeze-decoder", *common])
     assert r.exit_code == 0, r.output
     assert r.stdout.strip() == str(p1)
     r = runner.invoke(app, ["finetune", str(corpus), "--model", str(p1), "--out", str(p2), "--phase", "2", "--phase2-steps", "3", *common])

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import safetensors.numpy
+from helpers import input_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -40,15 +41,6 @@ def assert_same_bits(actual: np.ndarray, expected: np.ndarray) -> None:
     assert actual.dtype == np.float32
     assert actual.shape == expected.shape
     np.testing.assert_array_equal(bits(actual), bits(expected))
-
-
-def input_error(func, *args, **kwargs) -> str:
-    """Call func expecting InputError; return its message after checking it is one line."""
-    with pytest.raises(InputError) as info:
-        func(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message and "\r" not in message and message.strip() == message
-    return message
 
 
 # --------------------------------------------------------------------------- round trips

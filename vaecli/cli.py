@@ -118,7 +118,9 @@ def read_input(texts: list[str], input_file: Path | None) -> list[str]:
 def finetune(
     train_file: Annotated[Path, typer.Argument(help="Training sentences, one per line.")],
     valid: Annotated[Optional[Path], typer.Option(help="Validation sentences (default: hold out 5% of TRAIN_FILE).")] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="Backbone: minilm (embedded), a hub name (t5-small), a local directory, or a phase-1 output.")] = "minilm",
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Backbone: minilm (embedded), a hub name (t5-small), a local directory, or a phase-1 output.")
+    ] = "minilm",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output model directory.")] = Path(DEFAULT_MODEL),
     phase: Annotated[str, typer.Option(help="Which phases: both, 1 or 2.")] = "both",
     phase1_steps: Annotated[int, typer.Option(help="Optimizer steps of phase 1.")] = 1000,
@@ -157,7 +159,8 @@ def finetune(
     with handled():
         quiet_libraries()
         from vaecli.config import TrainConfig
-        from vaecli.train import Interrupted, RunError, finetune as run, is_main_process
+        from vaecli.train import Interrupted, RunError, is_main_process
+        from vaecli.train import finetune as run
 
         for key in ("resume", "overwrite", "valid"):
             values.pop(key)

@@ -117,7 +117,9 @@ def evaluate(model: VAEModel, texts: Sequence[str], iw_samples: int = 100, batch
     return result
 
 
-def importance_weighted_nll(model: VAEModel, mu: torch.Tensor, logvar: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+def importance_weighted_nll(
+    model: VAEModel, mu: torch.Tensor, logvar: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, k: int, generator: torch.Generator
+) -> torch.Tensor:
     """-log p(x) estimated with k importance samples from q(z|x), per sentence."""
     b = mu.shape[0]
     log_w = torch.empty(b, k, device=mu.device)

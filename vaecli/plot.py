@@ -12,7 +12,14 @@ from typing import Sequence
 
 import numpy as np
 
-CURVES = [("rec", "Rec (nats/sentence)"), ("kl", "KL (nats/sentence)"), ("beta", "beta"), ("mi", "MI (nats)"), ("au", "active units"), ("gap", "z-shuffle gap (nats)")]
+CURVES = [
+    ("rec", "Rec (nats/sentence)"),
+    ("kl", "KL (nats/sentence)"),
+    ("beta", "beta"),
+    ("mi", "MI (nats)"),
+    ("au", "active units"),
+    ("gap", "z-shuffle gap (nats)"),
+]
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
