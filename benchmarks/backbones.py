@@ -73,9 +73,9 @@ def main() -> None:
     hf_logging.disable_progress_bar()
     from vaecli.train import use_bf16
 
-    bf16 = use_bf16("auto")
+    bf16 = use_bf16("auto", 50_000_000)
     print(f"batch {args.batch} x {args.length} tokens, torch threads {torch.get_num_threads()}, memory injection, medians of {args.steps} steps; "
-          f"`--bf16 auto` picks bf16 here: {bf16}")
+          f"`--bf16 auto` picks bf16 for these large shapes here: {bf16}")
     print("| backbone | steps/s fp32 | steps/s bf16 autocast | bf16 speed-up | sentences/s (bf16) |")
     print("| --- | --- | --- | --- | --- |")
     for name, make in backbones().items():
