@@ -166,3 +166,12 @@ def test_ctrl_c_exits_130_with_checkpoint(t5_dir, corpus, tmp_path):
     assert proc.returncode == 130, stderr[-2000:]
     assert "--resume" in stderr and "Traceback" not in stderr
     assert find_checkpoint(out) is not None
+
+
+def test_very_long_line_is_truncated_with_a_warning(model_dir, tmp_path):
+    f = tmp_path / "long.txt"
+    f.write_text("the old house\n" + "word " * 20_000 + "\n", encoding="utf-8")
+    r = CliRunner().invoke(app, ["encode", "-i", str(f), "--format", "tsv", "--model", str(model_dir)])
+    assert r.exit_code == 0, r.output
+    assert len(r.stdout.splitlines()) == 2
+    assert "1 sentence(s) longer than 64 tokens were truncated" in r.stderr

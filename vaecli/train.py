@@ -136,15 +136,13 @@ class Trainer:
     """One `vae finetune` run, both phases or one."""
 
     def __init__(self, cfg: TrainConfig, on_event: Callable[[Event], None] | None = None, resume: bool = False, overwrite: bool = False) -> None:
-        from accelerate import Accelerator, DataLoaderConfiguration
+        from accelerate import Accelerator, DataLoaderConfiguration, PartialState
         from accelerate.utils import set_seed
 
         self.on_event = on_event or (lambda event: None)
         for path in (cfg.train_file, cfg.valid_file):
             if path:
                 check_text_file(path)  # before any weights load: a bad file fails at once
-        from accelerate import PartialState
-
         # On a machine without CUDA, processes started by `accelerate launch` / torchrun join over gloo.
         state = PartialState(cpu=not torch.cuda.is_available())
         self.out = prepare_out(cfg, resume, overwrite, main=state.is_main_process)
