@@ -32,10 +32,11 @@ TempOpt = Annotated[float, typer.Option(min=0.0, help="Softmax temperature when 
 SeedOpt = Annotated[Optional[int], typer.Option(help="Random seed (makes sampling reproducible).")]
 
 
-def err(message: str, style: str = "") -> None:
+def err(message: str) -> None:
+    """One message on stderr, printed as given (no markup, no emoji codes)."""
     from rich.console import Console
 
-    Console(stderr=True, highlight=False, soft_wrap=True, emoji=False).print(message, style=style or None, markup=False)
+    Console(stderr=True, highlight=False, soft_wrap=True, emoji=False).print(message, markup=False)
 
 
 def quiet_libraries() -> None:

@@ -25,7 +25,7 @@ from vaecli.config import ConfigError, TrainConfig
 from vaecli.data import Batches, Corpus, delete_tokens, length_batches, load_corpus, pad_batch
 from vaecli.io import InputError, check_text_file
 from vaecli.metrics import active_units, mutual_information
-from vaecli.model import ModelDirError, VAEModel
+from vaecli.model import VAEModel
 from vaecli.schedule import beta_at
 
 Event = dict[str, Any]
@@ -471,5 +471,3 @@ def finetune(cfg: TrainConfig, on_event: Callable[[Event], None] | None = None, 
     )
     return trainer.run()
 
-
-__all__ = ["finetune", "Trainer", "RunError", "Interrupted", "ModelDirError"]
