@@ -11,9 +11,7 @@ import json
 import math
 import platform
 import shutil
-import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,9 +22,10 @@ from vaecli.checkpoint import find_checkpoint, load_trainer_state, restore, save
 from vaecli.config import ConfigError, TrainConfig
 from vaecli.data import Batches, Corpus, delete_tokens, length_batches, load_corpus, pad_batch
 from vaecli.io import InputError, check_text_file
-from vaecli.metrics import active_units, mutual_information
 from vaecli.model import VAEModel
 from vaecli.schedule import beta_at
+from vaecli.stopping import StopFlag
+from vaecli.validation import validate
 
 Event = dict[str, Any]
 LOG_EVERY = 10
@@ -43,32 +42,6 @@ class Interrupted(Exception):
     def __init__(self, checkpoint: Path) -> None:
         super().__init__(f"interrupted; checkpoint saved in {checkpoint}; continue with --resume")
         self.checkpoint = checkpoint
-
-
-@dataclass
-class StopFlag:
-    """Set by the first Ctrl-C (SIGINT) or a SIGTERM (cluster pre-emption, torchrun passing on a
-    Ctrl-C); the loop checkpoints and stops at the next step boundary. A second SIGINT stops at once."""
-
-    requested: bool = False
-    previous: dict[int, Any] = field(default_factory=dict, repr=False)
-
-    def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self.previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: no handlers, Ctrl-C raises as usual
-                return
-
-    def uninstall(self) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-        self.previous.clear()
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
 
 
 BF16_MIN_PARAMETERS = 10_000_000  # measured (benchmarks/backbones.py): bf16 autocast is 1.5-1.7x faster on
@@ -235,46 +208,8 @@ class Trainer:
 
     # -- validation ----------------------------------------------------------------------------
 
-    @torch.no_grad()
     def validate(self, model: VAEModel) -> dict[str, float]:
-        """Rec, KL, -ELBO (one z sample), AU, MI and the z-shuffle gap over the whole validation set.
-
-        With several processes each takes every N-th batch and the per-sentence results are gathered,
-        so AU and MI see all encodings. Each batch's z noise is seeded by its index: the numbers do
-        not depend on the number of processes.
-        """
-        acc, data = self.accelerator, self.valid_data
-        model.eval()
-        batches = length_batches(data.lengths, self.cfg.batch_size, 0, 0, shuffle=False)
-        results = []
-        for index in range(acc.process_index, len(batches), acc.num_processes):
-            rows = batches[index]
-            generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + index)
-            batch = {k: v.to(model.device) for k, v in pad_batch(data.ids(rows), model.pad_id).items()}
-            with acc.autocast():
-                out = model(batch["input_ids"], batch["attention_mask"], generator=generator)
-                # Each sentence decoded from its neighbour's z: near 0 gap = the decoder ignores z.
-                shuffled, _ = model.reconstruction_nll(out.z.roll(1, dims=0), batch["input_ids"], batch["attention_mask"])
-            results.append((rows, out.rec_per_sentence.float().cpu(), out.kl_per_sentence.cpu(), shuffled.float().cpu(), out.mu.cpu(), out.logvar.cpu()))
-        model.train()
-        if acc.num_processes > 1:
-            from accelerate.utils import gather_object
-
-            results = gather_object(results)
-        n, d = len(data), model.config.latent_dim
-        rec, kl, rec_shuffled = torch.zeros(n), torch.zeros(n), torch.zeros(n)
-        mu, logvar = torch.zeros(n, d), torch.zeros(n, d)
-        for rows, r, k, sh, m, lv in results:
-            rec[rows], kl[rows], mu[rows], logvar[rows] = r, k, m, lv
-            rec_shuffled[rows] = sh if len(rows) > 1 else r
-        return {
-            "rec": float(rec.mean()),
-            "kl": float(kl.mean()),
-            "elbo": float((rec + kl).mean()),
-            "au": active_units(mu),
-            "mi": mutual_information(mu, logvar, torch.Generator().manual_seed(self.cfg.seed)),
-            "gap": float((rec_shuffled - rec).mean()),
-        }
+        return validate(model, self.valid_data, self.cfg.batch_size, self.cfg.seed, self.accelerator)
 
     # -- the loop ------------------------------------------------------------------------------
 
