@@ -5,7 +5,7 @@ VAE := $(VENV)/bin/vae
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup quickstart test test-slow
+.PHONY: setup quickstart test
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,3 @@ quickstart: setup
 
 test: setup
 	$(PY) -m pytest
-
-test-slow: setup
-	$(PY) -m pytest -m slow
