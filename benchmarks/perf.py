@@ -135,7 +135,7 @@ def decode_fns(vae, n: int, max_new: int, device: str):
     """Greedy decoding of the same z: vaecli's KV-cached loop vs HF generate on the memory states."""
     from transformers.modeling_outputs import BaseModelOutput
 
-    from vaecli.generate import generate
+    from vaecli.generate import generate, strip_ids
 
     z = torch.randn(n, vae.config.latent_dim, generator=torch.Generator().manual_seed(0)).to(device)
 
@@ -152,14 +152,8 @@ def decode_fns(vae, n: int, max_new: int, device: str):
         )
         return out
 
-    same = [row for row in ours()] == [_strip(r, vae) for r in theirs()[:, 1:].tolist()]
+    same = ours() == strip_ids(theirs()[:, 1:], vae)
     return ours, theirs, same
-
-
-def _strip(row: list[int], vae) -> list[int]:
-    if vae.eos_id in row:
-        row = row[: row.index(vae.eos_id)]
-    return [t for t in row if t != vae.pad_id]
 
 
 def main() -> None:

@@ -99,6 +99,15 @@ def out_lines(lines: list[str]) -> None:
     stdout.flush()
 
 
+def check_format(fmt: str) -> None:
+    """Refuse an unknown --format before any input is read or model loaded."""
+    from vaecli.io import InputError
+    from vaecli.vectors import FORMATS
+
+    if fmt not in FORMATS:
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+
+
 def read_input(texts: list[str], input_file: Path | None) -> list[str]:
     from vaecli.io import read_lines
 
@@ -245,8 +254,7 @@ def encode(
         from vaecli.io import InputError, atomic_open
         from vaecli.vectors import write_vectors
 
-        if fmt not in ("jsonl", "tsv", "npy", "safetensors"):
-            raise InputError(f"--format must be jsonl, tsv, npy or safetensors, not {fmt!r}")
+        check_format(fmt)
         if output is None and fmt in ("npy", "safetensors") and sys.stdout.isatty():
             raise InputError(f"{fmt} is binary: write it with -o FILE or into a pipe")
         sentences = read_input(texts or [], input_file)
@@ -277,8 +285,8 @@ def decode(
         from vaecli.io import InputError, check_text_file
         from vaecli.vectors import read_vectors
 
-        if fmt is not None and fmt not in ("jsonl", "tsv", "npy", "safetensors"):
-            raise InputError(f"--format must be jsonl, tsv, npy or safetensors, not {fmt!r}")
+        if fmt is not None:
+            check_format(fmt)
         if input_file is not None and str(input_file) != "-":
             if not input_file.is_file():
                 check_text_file(input_file)  # raises the right one-line error

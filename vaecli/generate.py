@@ -55,7 +55,7 @@ def generate(
         if bool(done.all()):
             break
         last = token.unsqueeze(1)
-    return _strip(torch.stack(steps, dim=1) if steps else last[:, :0], model)
+    return strip_ids(torch.stack(steps, dim=1) if steps else last[:, :0], model)
 
 
 def _beam_search(model: VAEModel, z: torch.Tensor, max_new_tokens: int, k: int) -> list[list[int]]:
@@ -89,11 +89,11 @@ def _beam_search(model: VAEModel, z: torch.Tensor, max_new_tokens: int, k: int) 
             break
     normalised = (scores.view(-1) / lengths.clamp(min=1)).view(b, k)
     best = (offsets.squeeze(1) + normalised.argmax(dim=1))
-    return _strip(seqs.index_select(0, best), model)
+    return strip_ids(seqs.index_select(0, best), model)
 
 
-def _strip(ids: torch.Tensor, model: VAEModel) -> list[list[int]]:
-    """Rows as lists, cut at the first EOS."""
+def strip_ids(ids: torch.Tensor, model: VAEModel) -> list[list[int]]:
+    """Rows of generated ids as lists, cut at the first EOS, padding dropped."""
     out = []
     for row in ids.tolist():
         if model.eos_id in row:
