@@ -1,4 +1,8 @@
-"""Tiny random backbones (T5, BART) with a word-level tokenizer, built once per session.
+"""Tiny random backbones with small word-level tokenizers, built once per session.
+
+Encoder-decoders: T5, BART. Encoder + causal LM: a BERT encoder with a Llama (grouped-query
+attention) or GPT-2 decoder, each decoder with its own tokenizer (other ids, no BOS), as a real pair
+(MiniLM + SmolLM2) has.
 
 Each is saved as a Hugging Face model directory, so tests go through the same loading path a
 user's local model takes (`--model DIR`).
@@ -33,6 +37,60 @@ def _tokenizer(lines: list[str], bos: bool):
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", bos_token="<s>"
     )
+
+
+def _lm_tokenizer(lines: list[str]):
+    """A decoder's own tokenizer: other ids than the encoder's, one boundary token (GPT-2 style), no BOS added."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    tok.train_from_iterator(lines, trainers.WordLevelTrainer(vocab_size=150, special_tokens=["<unk>", "<|endoftext|>"]))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", unk_token="<unk>")
+
+
+def tiny_bert(directory: Path) -> Path:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    tok = _tokenizer(CORPUS.read_text().splitlines(), bos=True)
+    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                        max_position_embeddings=128, pad_token_id=0, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    BertModel(config).save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
+def tiny_llama(directory: Path) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tok = _lm_tokenizer(CORPUS.read_text().splitlines())
+    eos = tok.eos_token_id
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=128, bos_token_id=eos, eos_token_id=eos, tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
+def tiny_gpt2(directory: Path) -> Path:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    tok = _lm_tokenizer(CORPUS.read_text().splitlines())
+    eos = tok.eos_token_id
+    config = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4, n_positions=128, bos_token_id=eos, eos_token_id=eos,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    GPT2LMHeadModel(config).save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
 
 
 def tiny_t5(directory: Path) -> Path:
@@ -80,6 +138,27 @@ def bart_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def backbone_dirs(t5_dir, bart_dir) -> dict[str, Path]:
     return {"t5": t5_dir, "bart": bart_dir}
+
+
+@pytest.fixture(scope="session")
+def bert_dir(tmp_path_factory) -> Path:
+    return tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def llama_dir(tmp_path_factory) -> Path:
+    return tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def gpt2_dir(tmp_path_factory) -> Path:
+    return tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="session")
+def lm_dirs(llama_dir, gpt2_dir) -> dict[str, Path]:
+    """Causal LM decoders by name, for tests run on each."""
+    return {"llama": llama_dir, "gpt2": gpt2_dir}
 
 
 @pytest.fixture

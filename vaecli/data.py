@@ -8,7 +8,7 @@ sees exactly the batches the interrupted one would have seen.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -25,12 +25,14 @@ class Corpus:
     million-line corpus costs disk cache, not RAM. `lengths` (token counts) is a numpy array.
     """
 
-    def __init__(self, rows: Any, lengths: np.ndarray, blank: int = 0, truncated: int = 0) -> None:
+    def __init__(self, rows: Any, lengths: np.ndarray, blank: int = 0, truncated: int = 0, targets: Any = None) -> None:
         self.rows, self.lengths, self.blank, self.truncated = rows, np.asarray(lengths, dtype=np.int64), blank, truncated
+        self.targets = targets
+        """The decoder's own token ids per row (encoder + causal-LM models), else None: targets = inputs."""
 
     @classmethod
-    def from_ids(cls, ids: list[list[int]], blank: int = 0, truncated: int = 0) -> Corpus:
-        return cls(ids, np.array([len(r) for r in ids], dtype=np.int64), blank, truncated)
+    def from_ids(cls, ids: list[list[int]], blank: int = 0, truncated: int = 0, targets: list[list[int]] | None = None) -> Corpus:
+        return cls(ids, np.array([len(r) for r in ids], dtype=np.int64), blank, truncated, targets)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -40,14 +42,28 @@ class Corpus:
             return [self.rows[i] for i in indices]
         return self.rows[[int(i) for i in indices]]["input_ids"]
 
+    def batch(self, indices: Sequence[int], pad_id: int, target_pad_id: int | None = None) -> dict[str, torch.Tensor]:
+        """Padded input_ids / attention_mask, and target_ids / target_mask when the decoder has its own tokens."""
+        batch = pad_batch(self.ids(indices), pad_id)
+        if self.targets is not None:
+            rows = [self.targets[i] for i in indices] if isinstance(self.targets, list) else self.targets[[int(i) for i in indices]]["target_ids"]
+            padded = pad_batch(rows, pad_id if target_pad_id is None else target_pad_id)
+            batch.update(target_ids=padded["input_ids"], target_mask=padded["attention_mask"])
+        return batch
+
     def split(self, n: int) -> tuple[Corpus, Corpus]:
         """(all but the last n rows, the last n rows); counts stay with the first part."""
         cut = len(self) - n
-        if isinstance(self.rows, list):
-            head, tail = self.rows[:cut], self.rows[cut:]
-        else:
-            head, tail = self.rows.select(range(cut)), self.rows.select(range(cut, len(self)))
-        return Corpus(head, self.lengths[:cut], self.blank, self.truncated), Corpus(tail, self.lengths[cut:])
+
+        def parts(rows: Any) -> tuple[Any, Any]:
+            if rows is None:
+                return None, None
+            if isinstance(rows, list):
+                return rows[:cut], rows[cut:]
+            return rows.select(range(cut)), rows.select(range(cut, len(self)))
+
+        (head, tail), (t_head, t_tail) = parts(self.rows), parts(self.targets)
+        return Corpus(head, self.lengths[:cut], self.blank, self.truncated, t_head), Corpus(tail, self.lengths[cut:], targets=t_tail)
 
 
 def tokenize_rows(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], list[bool]]:
@@ -72,8 +88,13 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[lis
     return ids, sum(cut)
 
 
-def load_corpus(path: str | Path, tokenizer: Any, max_length: int, limit: int | None = None) -> Corpus:
-    """Read one sentence per line through `datasets` (offline), skip blank lines, tokenise (cached on disk)."""
+def load_corpus(path: str | Path, tokenizer: Any, max_length: int, limit: int | None = None,
+                targets: Callable[[list[str], int], list[list[int]] | None] | None = None) -> Corpus:
+    """Read one sentence per line through `datasets` (offline), skip blank lines, tokenise (cached on disk).
+
+    `targets(texts, max_length)`, when it returns ids, gives the decoder's own tokens of each sentence
+    (a model whose decoder has another tokenizer); they are stored beside the encoder's.
+    """
     import datasets
     from datasets import load_dataset
 
@@ -92,15 +113,21 @@ def load_corpus(path: str | Path, tokenizer: Any, max_length: int, limit: int | 
         ds = ds.select(range(limit))
 
     def encode(batch: dict[str, list[str]]) -> dict[str, Any]:
-        ids, cut = tokenize_rows(tokenizer, [t.strip() for t in batch["text"]], max_length)
-        return {"input_ids": ids, "length": [len(r) for r in ids], "cut": cut}
+        texts = [t.strip() for t in batch["text"]]
+        ids, cut = tokenize_rows(tokenizer, texts, max_length)
+        row = {"input_ids": ids, "length": [len(r) for r in ids], "cut": cut}
+        target = targets(texts, max_length) if targets is not None else None
+        if target is not None:
+            row["target_ids"] = target
+        return row
 
     # Fingerprinting hashes the tokenizer and max_length, so the cache is reused only when both match.
     ds = ds.map(encode, batched=True, batch_size=1000, remove_columns=["text"])
     # Arrow -> numpy without Python objects (np.asarray on a datasets Column takes ~60 us per row).
     table = ds.with_format("arrow", columns=["length", "cut"])[:]
     lengths, cut = table.column("length").to_numpy(), table.column("cut").to_numpy(zero_copy_only=False)
-    return Corpus(ds.select_columns(["input_ids"]), lengths, blank, int(np.sum(cut)))
+    target_rows = ds.select_columns(["target_ids"]) if "target_ids" in ds.column_names else None
+    return Corpus(ds.select_columns(["input_ids"]), lengths, blank, int(np.sum(cut)), target_rows)
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int, shuffle: bool = True) -> list[Any]:

@@ -70,6 +70,7 @@ def evaluate(model: VAEModel, texts: Sequence[str], iw_samples: int = 100, batch
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     ids, truncated = tokenize(model.tokenizer, list(texts), model.config.max_length)
+    targets = model.family.target_ids(list(texts), model.config.max_length) or ids
     n = len(ids)
     batches = length_batches([len(r) for r in ids], batch_size, 0, 0, shuffle=False)
     mu = torch.zeros(n, model.config.latent_dim)
@@ -79,22 +80,21 @@ def evaluate(model: VAEModel, texts: Sequence[str], iw_samples: int = 100, batch
     iw_nll = torch.zeros(n)
     tokens = 0
     for rows in batches:
-        batch = pad_batch([ids[i] for i in rows], model.pad_id)
-        x, mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
+        x, mask = _padded(ids, rows, model.input_pad_id, model.device)
+        y, y_mask = _padded(targets, rows, model.pad_id, model.device)
         m, lv = model.posterior(x, mask)
         m, lv = m.float(), lv.float()
         zb = model.reparameterize(m, lv, generator)
-        rec[rows] = model.reconstruction_nll(zb, x, mask)[0].cpu()
+        rec[rows] = model.reconstruction_nll(zb, y, y_mask)[0].cpu()
         mu[rows], logvar[rows], z[rows] = m.cpu(), lv.cpu(), zb.cpu()
-        iw_nll[rows] = importance_weighted_nll(model, m, lv, x, mask, iw_samples, generator).cpu()
-        tokens += int((model.targets(x, mask)[1] != -100).sum())
+        iw_nll[rows] = importance_weighted_nll(model, m, lv, y, y_mask, iw_samples, generator).cpu()
+        tokens += int((model.targets(y, y_mask)[1] != -100).sum())
     kl = kl_per_dim(mu, logvar).sum(dim=1)
     shuffled = torch.zeros(n)
     other = derangement(n, generator)
     for rows in batches:
-        batch = pad_batch([ids[i] for i in rows], model.pad_id)
-        x, mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
-        shuffled[rows] = model.reconstruction_nll(z[other[rows]].to(model.device), x, mask)[0].cpu()
+        y, y_mask = _padded(targets, rows, model.pad_id, model.device)
+        shuffled[rows] = model.reconstruction_nll(z[other[rows]].to(model.device), y, y_mask)[0].cpu()
     words = sum(len(t.split()) for t in texts)
     result = {
         "sentences": n,
@@ -113,8 +113,13 @@ def evaluate(model: VAEModel, texts: Sequence[str], iw_samples: int = 100, batch
         "shuffle_gap": float((shuffled - rec).mean()),
     }
     if bleu:
-        result.update(reconstruction(model, ids, mu, batches))
+        result.update(reconstruction(model, targets, mu, batches))
     return result
+
+
+def _padded(ids: list[list[int]], rows: list[int], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    batch = pad_batch([ids[i] for i in rows], pad_id)
+    return batch["input_ids"].to(device), batch["attention_mask"].to(device)
 
 
 def importance_weighted_nll(
@@ -137,8 +142,8 @@ def importance_weighted_nll(
 
 
 def reconstruction(model: VAEModel, ids: list[list[int]], mu: torch.Tensor, batches: list[list[int]]) -> dict[str, float]:
-    """Greedy decode from mu: corpus BLEU and exact match against the tokenizer-normalised input."""
-    tok = model.tokenizer
+    """Greedy decode from mu: corpus BLEU and exact match against the input as the decoder's tokenizer normalises it."""
+    tok = model.decoder_tokenizer
     refs = [t.strip() for t in tok.batch_decode(ids, skip_special_tokens=True)]
     hyps = [""] * len(ids)
     for rows in batches:

@@ -37,7 +37,7 @@ def encode(model: VAEModel, texts: Sequence[str], batch_size: int = BATCH) -> En
     d = model.config.latent_dim
     mu, logvar = np.zeros((len(ids), d), np.float32), np.zeros((len(ids), d), np.float32)
     for rows in length_batches([len(r) for r in ids], batch_size, 0, 0, shuffle=False):
-        batch = pad_batch([ids[i] for i in rows], model.pad_id)
+        batch = pad_batch([ids[i] for i in rows], model.input_pad_id)
         m, lv = model.posterior(batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device))
         mu[rows], logvar[rows] = m.float().cpu().numpy(), lv.float().cpu().numpy()
     return Encoded(mu, logvar, truncated)
@@ -79,7 +79,7 @@ def decode(
     for start in range(0, len(z), batch_size):
         chunk = torch.from_numpy(z[start : start + batch_size]).to(model.device)
         ids = generate(model, chunk, limit, beam=beam, sample=sample, top_p=top_p, temperature=temperature, generator=generator)
-        texts.extend(t.strip() for t in model.tokenizer.batch_decode(ids, skip_special_tokens=True))
+        texts.extend(t.strip() for t in model.decoder_tokenizer.batch_decode(ids, skip_special_tokens=True))
     return texts
 
 

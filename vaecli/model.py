@@ -1,12 +1,15 @@
-"""The VAE around a pretrained encoder-decoder: pool, heads, inject z, loss.
+"""The VAE around a pretrained backbone: pool, heads, inject z, loss, save and load.
 
-`VAEModel` holds any Hugging Face encoder-decoder (T5, BART, BERT2BERT `EncoderDecoderModel`) as
-`backbone` and adds four small parts: masked pooling, the `mu` / `logvar` heads and one projection
-that carries z into the decoder. z is the decoder's only view of the input:
+`VAEModel` holds a backbone of one of two families and adds a few small parts: masked pooling, the
+`mu` / `logvar` heads and the projections that carry z into the decoder. What differs between the
+families (how the encoder runs, how the decoder reads z and scores tokens, which tokenizers) lives in
+`seq2seq.Seq2SeqFamily` (T5, BART, BERT2BERT) and `causal.CausalFamily` (an encoder plus a causal LM).
+z is the decoder's only view of the input:
 
 - memory:    z -> k vectors that the decoder's cross-attention reads in place of encoder states;
-- prefix:    z -> one key/value slot prepended to every decoder self-attention layer;
-- embedding: z -> one vector added to every decoder input embedding.
+- prefix:    z -> key/value slots prepended to every decoder self-attention layer;
+- embedding: z -> one vector added to every decoder input embedding;
+- both:      prefix and embedding together (Optimus).
 
 Every row of a batch is independent: each projection is reshaped batch-first and permuted, never
 reshaped across the batch dimension (the authors' code got this wrong).
@@ -25,14 +28,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from vaecli.config import VAEConfig
+from vaecli.family import DecodeState, Dims, ModelDirError
+
+__all__ = ["VAEModel", "VAEOutput", "ModelDirError", "DecodeState", "Dims", "masked_pool", "kl_per_dim", "free_bits_kl", "log_normal"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-FORMAT_VERSION = 1
-
-
-class ModelDirError(ValueError):
-    """A model directory is missing, incomplete or inconsistent; one line for stderr."""
+FORMAT_VERSION = 2  # 2: a "family" key and the causal family; 1 (encoder-decoder only) still loads
 
 
 @dataclass
@@ -53,44 +55,6 @@ class VAEOutput:
     logits: torch.Tensor
     rec_per_sentence: torch.Tensor
     kl_per_sentence: torch.Tensor
-
-
-@dataclass
-class DecoderDims:
-    enc_hidden: int
-    dec_hidden: int
-    layers: int
-    heads: int
-    head_dim: int
-
-
-def decoder_dims(config: Any) -> DecoderDims:
-    """Sizes of an encoder-decoder config, across the families' attribute names."""
-    if getattr(config, "model_type", "") == "encoder-decoder":
-        enc, dec = config.encoder, config.decoder
-        heads = dec.num_attention_heads
-        return DecoderDims(enc.hidden_size, dec.hidden_size, dec.num_hidden_layers, heads, dec.hidden_size // heads)
-    d_model = getattr(config, "d_model", None) or config.hidden_size
-    layers = (
-        getattr(config, "num_decoder_layers", None)
-        or getattr(config, "decoder_layers", None)
-        or config.num_layers
-    )
-    heads = getattr(config, "decoder_attention_heads", None) or config.num_heads
-    head_dim = getattr(config, "d_kv", None) or d_model // heads
-    return DecoderDims(d_model, d_model, layers, heads, head_dim)
-
-
-def special_ids(config: Any) -> tuple[int, int, int]:
-    """(decoder_start, eos, pad) token ids of a backbone config."""
-    start, eos, pad = config.decoder_start_token_id, config.eos_token_id, config.pad_token_id
-    if isinstance(eos, list):
-        eos = eos[0]
-    if start is None or eos is None or pad is None:
-        raise ModelDirError(
-            "the backbone config lacks decoder_start_token_id, eos_token_id or pad_token_id; set them in its config.json"
-        )
-    return int(start), int(eos), int(pad)
 
 
 def masked_pool(states: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
@@ -120,63 +84,81 @@ def free_bits_kl(kl_dims: torch.Tensor, lam: float) -> torch.Tensor:
     return torch.clamp(per_dim, min=lam).sum()
 
 
-@dataclass
-class DecodeState:
-    """What the decoder needs besides tokens: the memory it reads, and the self-attention cache."""
+def family_for(backbone: nn.Module, decoder_tokenizer: Any) -> Any:
+    """The family object that knows how to drive `backbone`."""
+    from vaecli.causal import CausalFamily, EncoderAndLM
+    from vaecli.seq2seq import Seq2SeqFamily
 
-    memory: torch.Tensor
-    memory_mask: torch.Tensor
-    cache: Any
-    z_embedding: torch.Tensor | None
-
-    def select(self, index: torch.Tensor) -> None:
-        """Keep / reorder / repeat rows (beam search)."""
-        self.memory = self.memory.index_select(0, index)
-        self.memory_mask = self.memory_mask.index_select(0, index)
-        if self.z_embedding is not None:
-            self.z_embedding = self.z_embedding.index_select(0, index)
-        if self.cache is not None:
-            self.cache.reorder_cache(index)
+    if isinstance(backbone, EncoderAndLM):
+        return CausalFamily(backbone, decoder_tokenizer)
+    return Seq2SeqFamily(backbone)
 
 
 class VAEModel(nn.Module):
-    """A text VAE made of a pretrained encoder-decoder and a few new layers."""
+    """A text VAE made of a pretrained backbone (encoder-decoder, or encoder + causal LM) and a few new layers."""
 
-    def __init__(self, backbone: nn.Module, config: VAEConfig, tokenizer: Any = None) -> None:
+    def __init__(self, backbone: nn.Module, config: VAEConfig, tokenizer: Any = None, decoder_tokenizer: Any = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.config = config
         self.tokenizer = tokenizer
-        dims = decoder_dims(backbone.config)
+        self.decoder_tokenizer = decoder_tokenizer if decoder_tokenizer is not None else tokenizer
+        self.family = family_for(backbone, self.decoder_tokenizer)
+        if config.injection not in self.family.injections:
+            raise ModelDirError(
+                f"--injection {config.injection} does not fit a {self.family.name} model (use {', '.join(self.family.injections)})"
+                + ("; memory needs cross-attention, which a decoder-only LM lacks" if config.injection == "memory" else "")
+            )
+        dims = self.family.dims
         self.dims = dims
-        self.start_id, self.eos_id, self.pad_id = special_ids(backbone.config)
+        self.start_id, self.eos_id, self.pad_id = self.family.start_id, self.family.eos_id, self.family.pad_id
+        enc_pad = getattr(tokenizer, "pad_token_id", None)
+        self.input_pad_id = int(enc_pad) if enc_pad is not None else self.pad_id
+        """Padding of the encoder's inputs (its own tokenizer's; `pad_id` pads the decoder's)."""
         d = config.latent_dim
         self.to_mu = nn.Linear(dims.enc_hidden, d)
         self.to_logvar = nn.Linear(dims.enc_hidden, d)
         if config.injection == "memory":
             self.to_decoder = nn.Linear(d, config.memory_slots * dims.enc_hidden)
-        elif config.injection == "prefix":
-            self.to_decoder = nn.Linear(d, dims.layers * 2 * dims.heads * dims.head_dim)
+        elif config.injection in ("prefix", "both"):
+            self.to_decoder = nn.Linear(d, dims.layers * 2 * dims.kv_heads * config.prefix_slots * dims.head_dim)
         else:
             self.to_decoder = nn.Linear(d, dims.dec_hidden)
+        self.to_embedding = nn.Linear(d, dims.dec_hidden) if config.injection == "both" else None
         self.reset_new_parameters()
 
     def reset_new_parameters(self) -> None:
         """Initialise the VAE's own layers deliberately (a backbone's init scheme would not suit them)."""
         nn.init.normal_(self.to_mu.weight, std=0.02)
         nn.init.zeros_(self.to_mu.bias)
-        # logvar starts near 0 (unit variance), so the first KL values are moderate.
+        # logvar starts well below 0 (small posterior variance, see config.init_logvar), so early z
+        # carries mu's signal instead of unit noise that teaches the decoder to ignore it.
         nn.init.normal_(self.to_logvar.weight, std=0.002)
-        nn.init.zeros_(self.to_logvar.bias)
-        nn.init.xavier_uniform_(self.to_decoder.weight)
-        nn.init.zeros_(self.to_decoder.bias)
+        nn.init.constant_(self.to_logvar.bias, self.config.init_logvar)
+        for layer in (self.to_decoder, self.to_embedding):
+            if layer is not None:
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    def tokenize_batch(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Padded encoder inputs and decoder targets for `texts` (what `forward` takes)."""
+        from vaecli.data import pad_batch, tokenize
+
+        ids, _ = tokenize(self.tokenizer, texts, self.config.max_length)
+        batch = pad_batch(ids, self.input_pad_id)
+        targets = self.family.target_ids(texts, self.config.max_length)
+        if targets is not None:
+            t = pad_batch(targets, self.pad_id)
+            batch.update(target_ids=t["input_ids"], target_mask=t["attention_mask"])
+        return {k: v.to(self.device) for k, v in batch.items()}
 
     # -- encoder side ------------------------------------------------------------------------
 
     def posterior(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """mu and logvar of q(z|x), each (B, latent_dim)."""
-        encoder = self.backbone.get_encoder()
-        states = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        states = self.family.encoder_states(input_ids, attention_mask)
         pooled = masked_pool(states, attention_mask, self.config.pooling)
         return self.to_mu(pooled), self.to_logvar(pooled)
 
@@ -192,46 +174,27 @@ class VAEModel(nn.Module):
 
         cache=False (a whole-sequence forward, as in training) keeps no cache unless the prefix lives in it.
         """
-        from transformers import DynamicCache, EncoderDecoderCache
-
-        b, dims = z.shape[0], self.dims
-        projected = self.to_decoder(z)
-        z_embedding, self_cache = None, DynamicCache()
-        if self.config.injection == "memory":
-            memory = projected.view(b, self.config.memory_slots, dims.enc_hidden)
+        b, dims, injection = z.shape[0], self.dims, self.config.injection
+        memory = prefix = z_embedding = None
+        if injection == "memory":
+            memory = self.to_decoder(z).view(b, self.config.memory_slots, dims.enc_hidden)
+        elif injection == "embedding":
+            z_embedding = self.to_decoder(z).unsqueeze(1)
         else:
-            # Cross-attention gets one constant zero vector: z stays the decoder's only view of x.
-            memory = projected.new_zeros(b, 1, dims.enc_hidden)
-            if self.config.injection == "prefix":
-                # (B, L*2*H*dh) -> (B, L, 2, H, 1, dh) -> (L, 2, B, H, 1, dh): batch stays batch.
-                kv = projected.view(b, dims.layers, 2, dims.heads, 1, dims.head_dim).permute(1, 2, 0, 3, 4, 5)
-                self_cache = DynamicCache(ddp_cache_data=[(kv[i, 0], kv[i, 1]) for i in range(dims.layers)])
-            else:
-                z_embedding = projected.unsqueeze(1)
-        mask = torch.ones(memory.shape[:2], dtype=torch.long, device=z.device)
-        if not cache and self.config.injection != "prefix":
-            return DecodeState(memory, mask, None, z_embedding)
-        return DecodeState(memory, mask, EncoderDecoderCache(self_cache, DynamicCache()), z_embedding)
+            # (B, L*2*H*S*dh) -> (B, L, 2, H, S, dh) -> (L, 2, B, H, S, dh): batch stays batch.
+            slots = self.config.prefix_slots
+            kv = self.to_decoder(z).view(b, dims.layers, 2, dims.kv_heads, slots, dims.head_dim).permute(1, 2, 0, 3, 4, 5)
+            prefix = [(kv[i, 0], kv[i, 1]) for i in range(dims.layers)]
+            if injection == "both":
+                z_embedding = self.to_embedding(z).unsqueeze(1)
+        return self.family.new_state(b, memory, prefix, z_embedding, z, cache)
 
     def decoder_logits(self, state: DecodeState, decoder_input_ids: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, V) for the next token at each position; appends to state.cache."""
-        from transformers.modeling_outputs import BaseModelOutput
-
-        kwargs: dict[str, Any] = {"decoder_input_ids": decoder_input_ids}
-        if state.z_embedding is not None:
-            embed = self.backbone.get_decoder().get_input_embeddings()
-            kwargs = {"decoder_inputs_embeds": embed(decoder_input_ids) + state.z_embedding.to(embed.weight.dtype)}
-        out = self.backbone(
-            encoder_outputs=BaseModelOutput(last_hidden_state=state.memory),
-            attention_mask=state.memory_mask,
-            cache=state.cache,
-            use_cache=state.cache is not None,
-            **kwargs,
-        )
-        return out.logits
+        return self.family.logits(state, decoder_input_ids)
 
     def targets(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(decoder inputs, labels) for reconstructing the clean input; labels are -100 at padding."""
+        """(decoder inputs, labels) for reconstructing the target ids; labels are -100 at padding."""
         ids, mask = input_ids, attention_mask
         if bool((ids[:, 0] == self.start_id).all()) and self.start_id != self.pad_id:
             # BERT-style [CLS] ... [SEP]: the start token is fed, never predicted.
@@ -241,9 +204,18 @@ class VAEModel(nn.Module):
         dec_in = torch.cat([start, ids[:, :-1]], dim=1).masked_fill(torch.cat([mask[:, :1], mask[:, :-1]], 1) == 0, self.pad_id)
         return dec_in, labels
 
-    def reconstruction_nll(self, z: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-log p(x|z) per sentence (B,), summed over target tokens; and the logits."""
-        dec_in, labels = self.targets(input_ids, attention_mask)
+    def reconstruction_nll(self, z: torch.Tensor, target_ids: torch.Tensor, target_mask: torch.Tensor,
+                           word_dropout: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """-log p(x|z) per sentence (B,), summed over target tokens; and the logits.
+
+        word_dropout > 0 (training only) replaces that fraction of the decoder's input tokens, the start
+        token excepted, by padding (Bowman et al. 2016): the labels stay, so the decoder must read z.
+        """
+        dec_in, labels = self.targets(target_ids, target_mask)
+        if word_dropout > 0:
+            drop = torch.rand(dec_in.shape, device=dec_in.device) < word_dropout
+            drop[:, 0] = False
+            dec_in = dec_in.masked_fill(drop, self.pad_id)
         logits = self.decoder_logits(self.decode_state(z, cache=False), dec_in)
         # Flattened (rows, vocab) layout: cross-entropy over a transposed (B, V, T) view is much slower.
         flat = logits.float().reshape(-1, logits.shape[-1])
@@ -260,14 +232,20 @@ class VAEModel(nn.Module):
         free_bits: float = 0.0,
         sample: bool = True,
         generator: torch.Generator | None = None,
+        word_dropout: float = 0.0,
     ) -> VAEOutput:
-        """Encode `input_ids` (possibly noised), reconstruct `target_ids` (default: the input itself)."""
+        """Encode `input_ids` (possibly noised), reconstruct `target_ids` (default: the input itself).
+
+        The causal family's decoder has its own tokens: pass its `target_ids` (see `tokenize_batch`).
+        """
         mu, logvar = self.posterior(input_ids, attention_mask)
         mu, logvar = mu.float(), logvar.float()
         z = self.reparameterize(mu, logvar, generator) if sample else mu
         if target_ids is None:
+            if self.family.name != "seq2seq":
+                raise ValueError("this model's decoder has its own tokenizer: pass target_ids (see tokenize_batch)")
             target_ids, target_mask = input_ids, attention_mask
-        rec, logits = self.reconstruction_nll(z, target_ids, target_mask)
+        rec, logits = self.reconstruction_nll(z, target_ids, target_mask, word_dropout)
         kl_dims = kl_per_dim(mu, logvar)
         kl_term = free_bits_kl(kl_dims, free_bits)
         loss = rec.mean() + beta * kl_term
@@ -276,17 +254,17 @@ class VAEModel(nn.Module):
 
     # -- parameter groups ----------------------------------------------------------------------
 
+    def new_parameters(self) -> list[nn.Parameter]:
+        """The VAE's own layers (heads and injection), which start from scratch."""
+        return [p for name, p in self.named_parameters() if not name.startswith("backbone.")]
+
     def freeze_decoder(self) -> list[str]:
         """Stop gradients to the backbone decoder's pretrained weights; returns the frozen names.
 
         Weights shared with the encoder (tied embeddings), the VAE's own layers and the backbone parts
         listed in config.frozen_exempt (freshly initialised at warm-start) keep training.
         """
-        encoder_params = {id(p) for p in self.backbone.get_encoder().parameters()}
-        decoder_params = {id(p) for p in self.backbone.get_decoder().parameters()}
-        head = self.backbone.get_output_embeddings()
-        if head is not None:
-            decoder_params |= {id(p) for p in head.parameters()}
+        decoder_params, encoder_params = self.family.decoder_parameter_ids()
         frozen = []
         for name, p in self.backbone.named_parameters():
             if id(p) in decoder_params and id(p) not in encoder_params:
@@ -299,46 +277,40 @@ class VAEModel(nn.Module):
     # -- save / load ---------------------------------------------------------------------------
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write config.json, model.safetensors and the tokenizer into `directory` (files written aside, then renamed)."""
+        """Write config.json, model.safetensors and the tokenizer(s) into `directory` (files written aside, then renamed)."""
         from safetensors.torch import save_model
 
         from vaecli.io import atomic_write_bytes
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        config = {
-            "vaecli_format": FORMAT_VERSION,
-            "vae": self.config.to_dict(),
-            "backbone_class": type(self.backbone).__name__,
-            "backbone": self.backbone.config.to_dict(),
-        }
+        config = {"vaecli_format": FORMAT_VERSION, "family": self.family.name, "vae": self.config.to_dict(), **self.family.config_dict()}
         atomic_write_bytes(directory / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
         tmp = directory / (WEIGHTS_NAME + ".tmp")
         save_model(self, str(tmp))
         tmp.replace(directory / WEIGHTS_NAME)
         if self.tokenizer is not None:
-            self.tokenizer.save_pretrained(str(directory))
+            self.family.save_tokenizers(self.tokenizer, self.decoder_tokenizer, directory)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> VAEModel:
-        """Load a vaecli model directory; never touches the network."""
-        from vaecli.backbones import backbone_from_config, load_tokenizer
+        """Load a vaecli model directory; never touches the network.
+
+        The sizes config.json declares are checked against the safetensors header (shapes only, read
+        without loading) on a model built on the `meta` device, so a crafted config costs milliseconds
+        and one line, never the memory it declares.
+        """
+        from vaecli.backbones import load_tokenizer
+        from vaecli.loading import build_backbone, build_checked, read_model_config
 
         directory = Path(directory)
-        config_path = directory / CONFIG_NAME
-        if directory.exists() and not directory.is_dir():
-            raise ModelDirError(f"{directory} is a file, not a model directory (train one with `vae finetune corpus.txt`)")
-        if not directory.is_dir():
-            raise ModelDirError(f"model directory {directory} not found; train one with `vae finetune corpus.txt --out {directory}`")
-        if not config_path.is_file():
-            raise ModelDirError(f"{directory} has no {CONFIG_NAME}: not a vaecli model directory (train one with `vae finetune`)")
-        try:
-            saved = json.loads(config_path.read_text(encoding="utf-8"))
-            vae_config = VAEConfig.from_dict(saved["vae"])
-            backbone = backbone_from_config(saved["backbone_class"], saved["backbone"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise ModelDirError(f"{config_path} is not a valid vaecli config ({e.__class__.__name__}: {e})") from None
-        model = cls(backbone, vae_config, load_tokenizer(directory))
+        saved, family_cls = read_model_config(directory)
+        tokenizer, decoder_tokenizer = family_cls.load_tokenizers(directory, load_tokenizer)
+
+        def make() -> VAEModel:
+            return cls(family_cls.backbone_from_config(saved, build_backbone), VAEConfig.from_dict(saved["vae"]), tokenizer, decoder_tokenizer)
+
+        model = build_checked(make, directory / WEIGHTS_NAME, saved)
         model.load_weights(directory / WEIGHTS_NAME)
         return model.to(device).eval()
 

@@ -17,10 +17,10 @@ from typing import Any, Callable
 
 import torch
 
-from vaecli.backbones import build_vae
+from vaecli.backbones import build_causal_vae, build_vae, is_vae_dir
 from vaecli.checkpoint import find_checkpoint, load_trainer_state, restore, save_checkpoint
 from vaecli.config import ConfigError, TrainConfig
-from vaecli.data import Batches, Corpus, delete_tokens, length_batches, load_corpus, pad_batch
+from vaecli.data import Batches, Corpus, delete_tokens, length_batches, load_corpus
 from vaecli.io import InputError, check_text_file
 from vaecli.model import VAEModel
 from vaecli.schedule import beta_at
@@ -29,6 +29,7 @@ from vaecli.validation import validate
 
 Event = dict[str, Any]
 LOG_EVERY = 10
+CALIBRATION_ROWS = 256  # training sentences that set the new layers' scales (vaecli/calibrate.py)
 COLLAPSE_NATS = 0.1  # KL or shuffle gap below this (nats per sentence) means z carries ~nothing
 
 
@@ -129,10 +130,13 @@ class Trainer:
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         set_seed(cfg.seed)
+        fresh = self.checkpoint_dir is None and not (cfg.model is not None and is_vae_dir(cfg.model))
         if self.checkpoint_dir is not None:
             self.model = VAEModel.from_pretrained(self.checkpoint_dir)
-        else:
+        elif cfg.model is not None:
             self.model = build_vae(cfg.model, cfg.vae_config())
+        else:
+            self.model = build_causal_vae(cfg.encoder, cfg.decoder, cfg.vae_config())
         reset_accelerator_state()
         # split_batches: --batch-size is the global batch, cut across processes, so N processes take
         # the same optimizer steps on the same sentences as one process does.
@@ -147,13 +151,19 @@ class Trainer:
         tok = self.model.tokenizer
         self.protected = [int(t) for t in tok.all_special_ids]
         max_length = self.model.config.max_length
-        self.train_data = load_corpus(cfg.train_file, tok, max_length)
+        targets = self.model.family.target_ids
+        self.train_data = load_corpus(cfg.train_file, tok, max_length, targets=targets)
         if len(self.train_data) == 0:
             raise InputError(f"{cfg.train_file} has no sentences (empty, or only blank lines)")
         if cfg.valid_file:
-            self.valid_data = load_corpus(cfg.valid_file, tok, max_length, limit=cfg.valid_size)
+            self.valid_data = load_corpus(cfg.valid_file, tok, max_length, limit=cfg.valid_size, targets=targets)
         else:
             self.valid_data = self._hold_out()
+        if fresh and cfg.calibrate:
+            from vaecli.calibrate import calibrate
+
+            model = self.model
+            calibrate(model, self.train_data.batch(range(min(CALIBRATION_ROWS, len(self.train_data))), model.input_pad_id, model.pad_id))
         self.stop = StopFlag()
         self.best = math.inf
         self.validations_without_gain = 0
@@ -192,10 +202,11 @@ class Trainer:
 
         data = self.train_data
         batches = length_batches(data.lengths, self.cfg.batch_size, self.cfg.seed + 1000 * phase, epoch)
-        pad_id = self.accelerator.unwrap_model(self.model).pad_id
+        model = self.accelerator.unwrap_model(self.model)
+        pad_id, target_pad_id = model.input_pad_id, model.pad_id
         # A private generator: creating the iterator must not draw from the global RNG (exact resume).
         loader = DataLoader(range(len(data)), batch_sampler=Batches(batches, self.cfg.batch_size), generator=torch.Generator().manual_seed(0),
-                            collate_fn=lambda rows: pad_batch(data.ids(rows), pad_id))
+                            collate_fn=lambda rows: data.batch(rows, pad_id, target_pad_id))
         loader = self.accelerator.prepare_data_loader(loader)
         return self.accelerator.skip_first_batches(loader, skip) if skip else loader
 
@@ -260,11 +271,14 @@ class Trainer:
         model = acc.unwrap_model(self.model)
         for p in model.parameters():
             p.requires_grad_(True)
-        if phase == 1 and cfg.freeze_decoder:
+        if (phase == 1 and cfg.freeze_decoder) or (phase == 2 and cfg.freeze_decoder_phase2):
             model.freeze_decoder()
         total = self.phase_steps(phase)
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        new = {id(p) for p in model.new_parameters()}
+        groups = [{"params": [p for p in params if id(p) not in new], "lr": cfg.lr},
+                  {"params": [p for p in params if id(p) in new], "lr": cfg.lr * cfg.new_lr_scale}]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total), max(1, total))
         if start_step > 0 and self.checkpoint_dir is not None:
             restore(self.checkpoint_dir, optimizer, scheduler, self.resume_state, self.accelerator.process_index)
@@ -283,8 +297,9 @@ class Trainer:
                 raise Interrupted(path)
             batch = next(stream)
             beta = 0.0 if phase == 1 else beta_at(step, total, cfg.beta_schedule, cfg.beta_max, cfg.beta_cycles, cfg.beta_ramp)
-            noisy_ids, noisy_mask = delete_tokens(batch["input_ids"], batch["attention_mask"], denoise, model.pad_id, self.protected)
-            out = wrapped(noisy_ids, noisy_mask, batch["input_ids"], batch["attention_mask"], beta=beta, free_bits=free_bits)
+            noisy_ids, noisy_mask = delete_tokens(batch["input_ids"], batch["attention_mask"], denoise, model.input_pad_id, self.protected)
+            out = wrapped(noisy_ids, noisy_mask, batch.get("target_ids", batch["input_ids"]), batch.get("target_mask", batch["attention_mask"]),
+                          beta=beta, free_bits=free_bits, word_dropout=cfg.word_dropout)
             if not torch.isfinite(out.loss):
                 raise RunError(
                     f"the loss became {out.loss.item()} at phase {phase} step {step + 1}; "

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from vaecli.data import Corpus, length_batches, pad_batch
+from vaecli.data import Corpus, length_batches
 from vaecli.metrics import active_units, mutual_information
 from vaecli.model import VAEModel
 
@@ -27,11 +27,12 @@ def validate(model: VAEModel, data: Corpus, batch_size: int, seed: int, accelera
     for index in range(acc.process_index, len(batches), acc.num_processes):
         rows = batches[index]
         generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
-        batch = {k: v.to(model.device) for k, v in pad_batch(data.ids(rows), model.pad_id).items()}
+        batch = {k: v.to(model.device) for k, v in data.batch(rows, model.input_pad_id, model.pad_id).items()}
+        target, target_mask = batch.get("target_ids", batch["input_ids"]), batch.get("target_mask", batch["attention_mask"])
         with acc.autocast():
-            out = model(batch["input_ids"], batch["attention_mask"], generator=generator)
+            out = model(batch["input_ids"], batch["attention_mask"], target, target_mask, generator=generator)
             # Each sentence decoded from its neighbour's z: near 0 gap = the decoder ignores z.
-            shuffled, _ = model.reconstruction_nll(out.z.roll(1, dims=0), batch["input_ids"], batch["attention_mask"])
+            shuffled, _ = model.reconstruction_nll(out.z.roll(1, dims=0), target, target_mask)
         results.append((rows, out.rec_per_sentence.float().cpu(), out.kl_per_sentence.cpu(), shuffled.float().cpu(), out.mu.cpu(), out.logvar.cpu()))
     model.train()
     if acc.num_processes > 1:

@@ -1,0 +1,211 @@
+"""The encoder + causal-LM family on tiny random BERT + Llama (grouped-query attention) and BERT + GPT-2.
+
+Every guarantee the encoder-decoder family has: row independence in each injection mode, save ->
+load identical outputs, decoding (greedy, beam, nucleus) consistent with the training forward,
+both phases, free bits, denoising of the encoder's tokens only, frozen decoder, calibration, exact resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vaecli.backbones import build_causal_vae
+from vaecli.calibrate import calibrate
+from vaecli.config import ConfigError, TrainConfig, VAEConfig
+from vaecli.generate import generate
+from vaecli.model import ModelDirError, VAEModel
+from vaecli.train import Interrupted, finetune
+
+SENTENCES = ["he breathed new life into the old house", "the priest said mass", "she soaks up foreign languages like a sponge", "a dog"]
+OTHERS = ["you could see the tumor", "the old man", "he said it was a long day at the house", "it"]
+INJECTIONS = ["prefix", "embedding", "both"]
+TINY = dict(batch_size=8, valid_every=4, save_every=100, bf16="no", valid_size=40, latent_dim=8, lr=1e-3)
+
+
+def make(bert_dir, lm_dir, injection="both", **kw) -> VAEModel:
+    torch.manual_seed(0)
+    return build_causal_vae(str(bert_dir), str(lm_dir), VAEConfig(injection=injection, latent_dim=8, **kw)).eval()
+
+
+@pytest.mark.parametrize("lm", ["llama", "gpt2"])
+@pytest.mark.parametrize("injection", INJECTIONS)
+def test_rows_are_independent(bert_dir, lm_dirs, lm, injection):
+    """Row 0's mu, z and logits do not move when the other rows change; and z is really read."""
+    vae = make(bert_dir, lm_dirs[lm], injection, prefix_slots=2)
+    with torch.no_grad():
+        calibrate(vae, vae.tokenize_batch(SENTENCES + OTHERS))
+        a_batch, b_batch = vae.tokenize_batch(SENTENCES), vae.tokenize_batch([SENTENCES[0]] + OTHERS[1:])
+        gen = torch.Generator().manual_seed(0)
+        a = vae(**a_batch, generator=gen)
+        b = vae(**b_batch, generator=torch.Generator().manual_seed(0))
+        n = int(a_batch["target_mask"][0].sum())
+        torch.testing.assert_close(a.mu[0], b.mu[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(a.z[0], b.z[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(a.logits[0, :n], b.logits[0, :n], atol=1e-4, rtol=0)
+        z = a.z.clone()
+        z[0] = a.z[1]
+        _, moved = vae.reconstruction_nll(z, a_batch["target_ids"], a_batch["target_mask"])
+    assert (moved[0, :n] - a.logits[0, :n]).abs().max() > 1e-3
+
+
+def test_prefix_uses_key_value_heads_and_follows_its_row(bert_dir, llama_dir):
+    """Grouped-query attention: the prefix has the config's key/value heads (2), not its query heads (4)."""
+    vae = make(bert_dir, llama_dir, "prefix", prefix_slots=3)
+    z = torch.randn(3, 8)
+    cache = vae.decode_state(z).cache
+    assert tuple(cache.layers[0].keys.shape) == (3, 2, 3, 8)  # (B, kv heads, slots, head size)
+    for i in range(3):
+        alone = vae.decode_state(z[i : i + 1]).cache
+        for layer in range(vae.dims.layers):
+            torch.testing.assert_close(cache.layers[layer].keys[i], alone.layers[layer].keys[0], atol=1e-6, rtol=0)
+            torch.testing.assert_close(cache.layers[layer].values[i], alone.layers[layer].values[0], atol=1e-6, rtol=0)
+
+
+def test_two_tokenizers(bert_dir, llama_dir):
+    """The encoder reads its own ids; the decoder reconstructs in its own: the sentence, then its end token."""
+    vae = make(bert_dir, llama_dir)
+    batch = vae.tokenize_batch(["the old house"])
+    enc = vae.tokenizer("the old house")["input_ids"]
+    dec = vae.decoder_tokenizer("the old house", add_special_tokens=False)["input_ids"]
+    assert batch["input_ids"][0].tolist() == enc and enc[0] == vae.tokenizer.bos_token_id
+    assert batch["target_ids"][0].tolist() == dec + [vae.eos_id]
+    assert enc[1:-1] != dec  # other vocabularies, other ids
+    dec_in, labels = vae.targets(batch["target_ids"], batch["target_mask"])
+    assert dec_in[0].tolist() == [vae.start_id] + dec and labels[0].tolist() == dec + [vae.eos_id]
+
+
+def test_memory_injection_is_refused(bert_dir, llama_dir):
+    with pytest.raises(ConfigError, match="memory needs cross-attention"):
+        TrainConfig(train_file="x", decoder=str(llama_dir), injection="memory")
+    with pytest.raises(ModelDirError, match="cross-attention"):
+        make(bert_dir, llama_dir, "memory")
+    with pytest.raises(ConfigError, match="one or the other"):
+        TrainConfig(train_file="x", model="minilm", decoder=str(llama_dir))
+
+
+@pytest.mark.parametrize("lm", ["llama", "gpt2"])
+@pytest.mark.parametrize("injection", INJECTIONS)
+def test_save_load_identical(bert_dir, lm_dirs, lm, injection, tmp_path):
+    vae = make(bert_dir, lm_dirs[lm], injection)
+    with torch.no_grad():
+        calibrate(vae, vae.tokenize_batch(SENTENCES))
+    vae.save_pretrained(tmp_path)
+    assert (tmp_path / "decoder" / "tokenizer.json").is_file() and (tmp_path / "tokenizer.json").is_file()
+    loaded = VAEModel.from_pretrained(tmp_path)
+    batch = vae.tokenize_batch(SENTENCES)
+    with torch.no_grad():
+        a, b = vae(**batch, sample=False), loaded(**batch, sample=False)
+    assert torch.equal(a.logits, b.logits) and torch.equal(a.mu, b.mu)
+    assert generate(vae, a.mu, 8) == generate(loaded, b.mu, 8)
+
+
+@pytest.mark.parametrize("lm", ["llama", "gpt2"])
+@pytest.mark.parametrize("injection", INJECTIONS)
+def test_greedy_decoding_matches_the_training_forward(bert_dir, lm_dirs, lm, injection):
+    """Greedy tokens are the argmax of the teacher-forced forward on those same tokens: positions, prefix
+    and the added embedding line up the same in generation (KV cache, one token a step) and in training."""
+    vae = make(bert_dir, lm_dirs[lm], injection)
+    with torch.no_grad():
+        calibrate(vae, vae.tokenize_batch(SENTENCES + OTHERS))
+        mu, _ = vae.posterior(**{k: v for k, v in vae.tokenize_batch(SENTENCES).items() if k in ("input_ids", "attention_mask")})
+    out = generate(vae, mu, 6)
+    for i, ids in enumerate(out):
+        with torch.no_grad():
+            logits = vae.decoder_logits(vae.decode_state(mu[i : i + 1], cache=False), torch.tensor([[vae.start_id] + ids]))
+        assert logits[0].argmax(-1).tolist()[: len(ids)] == ids
+
+
+@pytest.mark.parametrize("injection", INJECTIONS)
+def test_decoding_alone_or_in_a_batch(bert_dir, llama_dir, injection):
+    vae = make(bert_dir, llama_dir, injection)
+    z = torch.randn(4, 8) * 3
+    for beam in (1, 3):
+        together = generate(vae, z, 6, beam=beam)
+        assert together == [generate(vae, z[i : i + 1], 6, beam=beam)[0] for i in range(4)]
+    sampled = [generate(vae, z, 6, sample=True, top_p=0.9, generator=torch.Generator().manual_seed(1)) for _ in range(2)]
+    assert sampled[0] == sampled[1]
+
+
+def test_calibration_gives_unit_spread_and_matched_scales(bert_dir, llama_dir):
+    vae = make(bert_dir, llama_dir, "both")
+    batch = vae.tokenize_batch(SENTENCES + OTHERS)
+    with torch.no_grad():
+        calibrate(vae, batch)
+        mu, _ = vae.posterior(batch["input_ids"], batch["attention_mask"])
+        torch.testing.assert_close(mu.std(dim=0), torch.ones(8), atol=1e-4, rtol=0)
+        torch.testing.assert_close(mu.mean(dim=0), torch.zeros(8), atol=1e-4, rtol=0)
+        dec_in, _ = vae.targets(batch["target_ids"], batch["target_mask"])
+        words = vae.family.input_embeddings()(dec_in)
+        added = vae.to_embedding(mu)
+        assert added.pow(2).mean().sqrt().item() == pytest.approx(words.pow(2).mean().sqrt().item(), rel=1e-4)
+
+
+def test_training_denoises_encoder_tokens_only(bert_dir, llama_dir, corpus, tmp_path, monkeypatch):
+    """Token deletion noises the encoder's input; the decoder's targets stay the clean sentence in its own tokens."""
+    seen = []
+    original = VAEModel.forward
+
+    def spy(self, input_ids, attention_mask, target_ids=None, target_mask=None, **kw):
+        seen.append((input_ids.clone(), attention_mask.clone(), target_ids.clone(), target_mask.clone()))
+        return original(self, input_ids, attention_mask, target_ids, target_mask, **kw)
+
+    monkeypatch.setattr(VAEModel, "forward", spy)
+    out = tmp_path / "run"
+    finetune(TrainConfig(train_file=str(corpus), encoder=str(bert_dir), decoder=str(llama_dir), out=str(out), phase="1",
+                         phase1_steps=2, phase1_denoise=0.5, **TINY))
+    vae = VAEModel.from_pretrained(out)
+    lines = [line for line in corpus.read_text().splitlines() if line.strip()]
+    clean = {tuple(r) for r in vae.family.target_ids(lines, vae.config.max_length)}
+    enc = {tuple(r) for r in vae.tokenizer(lines)["input_ids"]}
+    ids, mask, target, target_mask = seen[0]
+    rows_t = [tuple(t[m.bool()].tolist()) for t, m in zip(target, target_mask)]
+    rows_x = [tuple(t[m.bool()].tolist()) for t, m in zip(ids, mask)]
+    assert all(r in clean for r in rows_t)
+    assert sum(r not in enc for r in rows_x) > 0  # some encoder inputs lost tokens
+
+
+def test_frozen_decoder_both_phases(bert_dir, llama_dir, corpus, tmp_path):
+    """--freeze-decoder --freeze-decoder-phase2: the decoder stays bit-identical; encoder, heads, injection train."""
+    out = tmp_path / "frozen"
+    finetune(TrainConfig(train_file=str(corpus), encoder=str(bert_dir), decoder=str(llama_dir), out=str(out), phase1_steps=3,
+                         phase2_steps=3, freeze_decoder=True, freeze_decoder_phase2=True, **TINY))
+    before_dec, before_enc = load_file(str(llama_dir / "model.safetensors")), load_file(str(bert_dir / "model.safetensors"))
+    after = load_file(str(out / "checkpoint" / "model.safetensors"))
+    decoder = {k.removeprefix("backbone.decoder."): v for k, v in after.items() if k.startswith("backbone.decoder.")}
+    assert decoder and all(torch.equal(before_dec[k], v) for k, v in decoder.items() if k in before_dec)
+    encoder = {k.removeprefix("backbone.encoder."): v for k, v in after.items() if k.startswith("backbone.encoder.")}
+    assert any(not torch.equal(before_enc[k], v) for k, v in encoder.items() if k in before_enc)
+    fresh = VAEModel.from_pretrained(out)
+    assert fresh.to_embedding is not None and fresh.to_decoder.weight.abs().sum() > 0
+
+
+def test_interrupted_run_resumes_exactly(bert_dir, gpt2_dir, corpus, tmp_path):
+    """Ctrl-C in phase 2, then --resume: the uninterrupted run's losses and final weights, bit for bit."""
+    cfg = dict(train_file=str(corpus), encoder=str(bert_dir), decoder=str(gpt2_dir), phase1_steps=3, phase2_steps=5, denoise=0.3,
+               word_dropout=0.2, free_bits=0.5, **TINY)
+    full: list[dict] = []
+    finetune(TrainConfig(out=str(tmp_path / "full"), **cfg), full.append)
+    part: list[dict] = []
+
+    def interrupt(event: dict) -> None:
+        part.append(event)
+        if event["kind"] == "step" and (event["phase"], event["step"]) == (2, 2):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    out = tmp_path / "part"
+    with pytest.raises(Interrupted):
+        finetune(TrainConfig(out=str(out), **cfg), interrupt)
+    rest: list[dict] = []
+    finetune(TrainConfig(out=str(out), **cfg), rest.append, resume=True)
+    steps = lambda events: [(e["phase"], e["step"], e["loss"]) for e in events if e["kind"] == "step"]  # noqa: E731
+    assert steps(part) + steps(rest) == steps(full)
+    a, b = load_file(str(out / "model.safetensors")), load_file(str(tmp_path / "full" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["family"] == "causal" and saved["decoder_class"] == "GPT2LMHeadModel"
