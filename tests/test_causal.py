@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from vaecli.backbones import build_causal_vae
-from vaecli.calibrate import calibrate
+from vaecli.calibrate import INJECTION_SCALE, calibrate
 from vaecli.config import ConfigError, TrainConfig, VAEConfig
 from vaecli.generate import generate
 from vaecli.model import ModelDirError, VAEModel
@@ -143,7 +143,7 @@ def test_calibration_gives_unit_spread_and_matched_scales(bert_dir, llama_dir):
         dec_in, _ = vae.targets(batch["target_ids"], batch["target_mask"])
         words = vae.family.input_embeddings()(dec_in)
         added = vae.to_embedding(mu)
-        assert added.pow(2).mean().sqrt().item() == pytest.approx(words.pow(2).mean().sqrt().item(), rel=1e-4)
+        assert added.pow(2).mean().sqrt().item() == pytest.approx(INJECTION_SCALE * words.pow(2).mean().sqrt().item(), rel=1e-4)
 
 
 def test_training_denoises_encoder_tokens_only(bert_dir, llama_dir, corpus, tmp_path, monkeypatch):
@@ -209,3 +209,33 @@ def test_interrupted_run_resumes_exactly(bert_dir, gpt2_dir, corpus, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     saved = json.loads((out / "config.json").read_text())
     assert saved["family"] == "causal" and saved["decoder_class"] == "GPT2LMHeadModel"
+
+
+def test_lora_trains_adapters_only_and_reloads(bert_dir, llama_dir, corpus, tmp_path):
+    """--lora R: the decoder's base weights stay bit-identical, the adapters train, and a reload applies them."""
+    pytest.importorskip("peft")
+    out = tmp_path / "lora"
+    finetune(TrainConfig(train_file=str(corpus), encoder=str(bert_dir), decoder=str(llama_dir), out=str(out), phase1_steps=3,
+                         phase2_steps=3, lora=4, **TINY))
+    after = load_file(str(out / "checkpoint" / "model.safetensors"))
+    base = load_file(str(llama_dir / "model.safetensors"))
+    adapters = [k for k in after if "lora_B" in k]
+    assert adapters and all(after[k].abs().sum() > 0 for k in adapters)  # lora_B starts at 0: it trained
+    compared = 0
+    for k, v in after.items():
+        name = k.removeprefix("backbone.decoder.").replace(".base_layer", "")
+        if k.startswith("backbone.decoder.") and name in base:  # tied weights are stored under one name
+            assert torch.equal(base[name], v), name
+            compared += 1
+    assert compared >= len(base) - 1
+    loaded = VAEModel.from_pretrained(out / "checkpoint")
+    batch = loaded.tokenize_batch(SENTENCES)
+    with torch.no_grad():
+        with_adapters = loaded(**batch, sample=False).rec
+        for k, p in loaded.named_parameters():
+            if "lora_B" in k:
+                p.zero_()
+        without = loaded(**batch, sample=False).rec
+    assert not torch.equal(with_adapters, without)
+    with pytest.raises(ConfigError, match="--lora adapts a causal LM"):
+        TrainConfig(train_file="x", model="minilm", lora=4)

@@ -93,6 +93,18 @@ class CausalFamily:
         state.position += t
         return out.logits
 
+    def add_lora(self, rank: int) -> None:
+        """LoRA adapters (peft) on the decoder's attention projections, in place: the module stays the HF model."""
+        try:
+            from peft import LoraConfig, inject_adapter_in_model
+            from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as TARGETS
+        except ImportError:
+            raise ModelDirError("--lora needs peft: pip install 'vaecli[lora]'") from None
+        model_type = self.backbone.decoder.config.model_type
+        if model_type not in TARGETS:
+            raise ModelDirError(f"--lora: peft knows no attention projections for model type {model_type!r}")
+        inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=TARGETS[model_type]), self.backbone.decoder)
+
     def input_embeddings(self) -> nn.Module:
         return self.backbone.decoder.get_input_embeddings()
 

@@ -144,6 +144,7 @@ def finetune(
     freeze_decoder: Annotated[bool, typer.Option("--freeze-decoder", help="Phase 1: keep the decoder's pretrained weights fixed.")] = False,
     calibrate: Annotated[Optional[bool], typer.Option("--calibrate/--no-calibrate", help="Data-dependent init of the new layers "
                                                       "(default: on for a causal LM).")] = None,
+    lora: Annotated[int, typer.Option(help="LoRA rank for a causal decoder (0 = off; needs peft): its base weights stay fixed.")] = 0,
     freeze_decoder_phase2: Annotated[bool, typer.Option("--freeze-decoder-phase2", help="Phase 2: keep them fixed too.")] = False,
     phase1_denoise: Annotated[float, typer.Option(help="Phase 1: fraction of input tokens deleted.")] = 0.0,
     denoise: Annotated[float, typer.Option(help="Phase 2: fraction of input tokens deleted (targets stay clean).")] = 0.15,
@@ -159,6 +160,7 @@ def finetune(
     memory_slots: Annotated[int, typer.Option(help="Vectors z becomes under memory injection.")] = 4,
     prefix_slots: Annotated[int, typer.Option(help="Key/value slots per decoder layer under prefix / both injection.")] = 1,
     init_logvar: Annotated[float, typer.Option(help="Initial log-variance of q(z|x) (below 0: z starts close to mu).")] = 0.0,
+    bow: Annotated[float, typer.Option(help="Weight of a bag-of-words loss from z (Zhao et al. 2017); 0 = off.")] = 0.0,
     word_dropout: Annotated[float, typer.Option(help="Fraction of decoder input tokens replaced by padding in training.")] = 0.0,
     batch_size: Annotated[int, typer.Option(help="Sentences per step (per process).")] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate of the pretrained weights.")] = 1e-4,
@@ -443,6 +445,7 @@ def evaluate(
         for key, label, unit in METRIC_ROWS:
             if key in result:
                 value = result[key]
+                unit = result["token_unit"] if key == "ppl" else unit
                 table.add_row(label, f"{value:.3f}" if isinstance(value, float) else str(value), unit)
         Console(emoji=False).print(table)
 

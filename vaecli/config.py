@@ -50,6 +50,10 @@ class VAEConfig:
     """Number of vectors z becomes under `memory` injection."""
     prefix_slots: int = 1
     """Key/value slots per decoder layer under `prefix` / `both` injection."""
+    bow: bool = False
+    """A bag-of-words head on z (trained with TrainConfig.bow > 0)."""
+    lora_rank: int = 0
+    """LoRA adapters of this rank on the causal decoder's attention (0: none); its base weights stay fixed."""
     init_logvar: float = 0.0
     """Initial bias of the logvar head: below 0 starts with a small posterior variance, so early z
     carries mu's signal rather than unit noise."""
@@ -71,6 +75,8 @@ class VAEConfig:
             problems.append(f"memory_slots must be >= 1, got {self.memory_slots}")
         if self.prefix_slots < 1:
             problems.append(f"prefix_slots must be >= 1, got {self.prefix_slots}")
+        if self.lora_rank < 0:
+            problems.append(f"lora rank must be >= 0, got {self.lora_rank}")
         if self.max_length < 4:
             problems.append(f"max_length must be >= 4, got {self.max_length}")
         _check(problems)
@@ -143,6 +149,10 @@ class TrainConfig:
     word_dropout: float = 0.0
     """Training: fraction of the decoder's input tokens replaced by the pad token (Bowman et al. 2016),
     so the decoder must lean on z; targets stay intact."""
+    bow: float = 0.0
+    """Weight of a bag-of-words loss: z alone predicts the sentence's words (Zhao et al. 2017); 0 = off."""
+    lora: int = 0
+    """LoRA rank for the causal decoder (peft; 0 = off): only the adapters, encoder, heads and injection train."""
     calibrate: bool | None = None
     """Data-dependent init of the new layers on the first training batch (vaecli/calibrate.py); default:
     on for a causal LM, off for an encoder-decoder."""
@@ -188,6 +198,8 @@ class TrainConfig:
         for name in ("phase1_denoise", "denoise"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 problems.append(f"--{name.replace('_', '-')} must be in [0, 1)")
+        if self.bow < 0:
+            problems.append("--bow must be >= 0")
         if not 0.0 <= self.word_dropout < 1.0:
             problems.append("--word-dropout must be in [0, 1)")
         problems += self._resolve_backbone()
@@ -241,6 +253,8 @@ class TrainConfig:
             problems.append("--injection memory needs cross-attention, which a decoder-only LM lacks: use prefix, embedding or both")
         if self.new_lr_scale <= 0:
             problems.append("--new-lr-scale must be > 0")
+        if self.lora and not causal:
+            problems.append("--lora adapts a causal LM decoder (--decoder); for an encoder-decoder use --freeze-decoder")
         return problems
 
     def vae_config(self) -> VAEConfig:
@@ -251,6 +265,8 @@ class TrainConfig:
             memory_slots=self.memory_slots,
             prefix_slots=self.prefix_slots,
             init_logvar=self.init_logvar,
+            lora_rank=self.lora,
+            bow=self.bow > 0,
             max_length=self.max_length,
         )
 

@@ -107,6 +107,7 @@ def evaluate(model: VAEModel, texts: Sequence[str], iw_samples: int = 100, batch
         "ppl": math.exp(float(iw_nll.sum()) / max(tokens, 1)),
         "ppl_word": math.exp(float(iw_nll.sum()) / max(words, 1)),
         "tokens": tokens,
+        "token_unit": token_unit(model),
         "words": words,
         "mi": mutual_information(mu, logvar, generator),
         "au": active_units(mu),
@@ -115,6 +116,11 @@ def evaluate(model: VAEModel, texts: Sequence[str], iw_samples: int = 100, batch
     if bleu:
         result.update(reconstruction(model, targets, mu, batches))
     return result
+
+
+def token_unit(model: VAEModel) -> str:
+    """What PPL's tokens are: the decoder tokenizer's subwords (its vocabulary size names it)."""
+    return f"per subword token of the decoder's {len(model.decoder_tokenizer):,}-piece vocabulary, EOS counted"
 
 
 def _padded(ids: list[list[int]], rows: list[int], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

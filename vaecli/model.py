@@ -104,6 +104,8 @@ class VAEModel(nn.Module):
         self.tokenizer = tokenizer
         self.decoder_tokenizer = decoder_tokenizer if decoder_tokenizer is not None else tokenizer
         self.family = family_for(backbone, self.decoder_tokenizer)
+        if config.lora_rank:
+            self.family.add_lora(config.lora_rank)
         if config.injection not in self.family.injections:
             raise ModelDirError(
                 f"--injection {config.injection} does not fit a {self.family.name} model (use {', '.join(self.family.injections)})"
@@ -125,6 +127,8 @@ class VAEModel(nn.Module):
         else:
             self.to_decoder = nn.Linear(d, dims.dec_hidden)
         self.to_embedding = nn.Linear(d, dims.dec_hidden) if config.injection == "both" else None
+        # Bag-of-words head (Zhao et al. 2017): z alone must predict the sentence's words, so z carries them.
+        self.to_bow = nn.Linear(d, len(self.decoder_tokenizer)) if config.bow and self.decoder_tokenizer is not None else None
         self.reset_new_parameters()
 
     def reset_new_parameters(self) -> None:
@@ -135,7 +139,7 @@ class VAEModel(nn.Module):
         # carries mu's signal instead of unit noise that teaches the decoder to ignore it.
         nn.init.normal_(self.to_logvar.weight, std=0.002)
         nn.init.constant_(self.to_logvar.bias, self.config.init_logvar)
-        for layer in (self.to_decoder, self.to_embedding):
+        for layer in (self.to_decoder, self.to_embedding, self.to_bow):
             if layer is not None:
                 nn.init.xavier_uniform_(layer.weight)
                 nn.init.zeros_(layer.bias)
@@ -233,6 +237,7 @@ class VAEModel(nn.Module):
         sample: bool = True,
         generator: torch.Generator | None = None,
         word_dropout: float = 0.0,
+        bow: float = 0.0,
     ) -> VAEOutput:
         """Encode `input_ids` (possibly noised), reconstruct `target_ids` (default: the input itself).
 
@@ -249,8 +254,17 @@ class VAEModel(nn.Module):
         kl_dims = kl_per_dim(mu, logvar)
         kl_term = free_bits_kl(kl_dims, free_bits)
         loss = rec.mean() + beta * kl_term
+        if bow > 0 and self.to_bow is not None:
+            loss = loss + bow * self.bag_of_words_nll(z, target_ids, target_mask).mean()
         kl = kl_dims.sum(dim=1)
         return VAEOutput(loss, rec.mean(), kl.mean(), kl_term, mu, logvar, z, logits, rec, kl)
+
+    def bag_of_words_nll(self, z: torch.Tensor, target_ids: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+        """-sum over the target's tokens of log softmax(to_bow(z)), per sentence (order ignored)."""
+        _, labels = self.targets(target_ids, target_mask)
+        logp = torch.log_softmax(self.to_bow(z).float(), dim=-1)
+        picked = logp.gather(1, labels.clamp(min=0))
+        return -(picked * (labels != -100)).sum(dim=1)
 
     # -- parameter groups ----------------------------------------------------------------------
 
@@ -262,13 +276,13 @@ class VAEModel(nn.Module):
         """Stop gradients to the backbone decoder's pretrained weights; returns the frozen names.
 
         Weights shared with the encoder (tied embeddings), the VAE's own layers and the backbone parts
-        listed in config.frozen_exempt (freshly initialised at warm-start) keep training.
+        listed in config.frozen_exempt (freshly initialised at warm-start) keep training, and so do LoRA adapters.
         """
         decoder_params, encoder_params = self.family.decoder_parameter_ids()
         frozen = []
         for name, p in self.backbone.named_parameters():
             if id(p) in decoder_params and id(p) not in encoder_params:
-                if any(part in name for part in self.config.frozen_exempt):
+                if "lora_" in name or any(part in name for part in self.config.frozen_exempt):
                     continue
                 p.requires_grad_(False)
                 frozen.append(name)

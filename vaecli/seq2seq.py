@@ -81,6 +81,9 @@ class Seq2SeqFamily:
         )
         return out.logits
 
+    def add_lora(self, rank: int) -> None:
+        raise ModelDirError("--lora adapts a causal LM decoder; for an encoder-decoder use --freeze-decoder")
+
     def input_embeddings(self) -> torch.nn.Module:
         return self.backbone.get_decoder().get_input_embeddings()
 

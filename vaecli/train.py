@@ -271,7 +271,7 @@ class Trainer:
         model = acc.unwrap_model(self.model)
         for p in model.parameters():
             p.requires_grad_(True)
-        if (phase == 1 and cfg.freeze_decoder) or (phase == 2 and cfg.freeze_decoder_phase2):
+        if cfg.lora or (phase == 1 and cfg.freeze_decoder) or (phase == 2 and cfg.freeze_decoder_phase2):
             model.freeze_decoder()
         total = self.phase_steps(phase)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -299,7 +299,7 @@ class Trainer:
             beta = 0.0 if phase == 1 else beta_at(step, total, cfg.beta_schedule, cfg.beta_max, cfg.beta_cycles, cfg.beta_ramp)
             noisy_ids, noisy_mask = delete_tokens(batch["input_ids"], batch["attention_mask"], denoise, model.input_pad_id, self.protected)
             out = wrapped(noisy_ids, noisy_mask, batch.get("target_ids", batch["input_ids"]), batch.get("target_mask", batch["attention_mask"]),
-                          beta=beta, free_bits=free_bits, word_dropout=cfg.word_dropout)
+                          beta=beta, free_bits=free_bits, word_dropout=cfg.word_dropout, bow=cfg.bow)
             if not torch.isfinite(out.loss):
                 raise RunError(
                     f"the loss became {out.loss.item()} at phase {phase} step {step + 1}; "
