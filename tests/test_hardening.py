@@ -387,6 +387,9 @@ def test_overwrite_refuses_a_folder_vaecli_did_not_write(corpus, t5_dir, tmp_pat
     precious.mkdir()
     shutil.copy(corpus, precious / "corpus.txt")
     (precious / "notes.md").write_text("draft\n")
+    (precious / "config.json").write_text('{"name": "not a vaecli model"}')  # names alone do not make a run
+    (precious / "checkpoint").mkdir()
+    (precious / "checkpoint" / "chapter1.tex").write_text("...")
     before = tree(precious)
     for model in ("/nonexistent", str(t5_dir)):  # a bad model, and a good one
         r = CliRunner().invoke(app, finetune_args(precious / "corpus.txt", Path(model), precious, "--overwrite"))
@@ -436,6 +439,25 @@ def test_a_second_run_into_a_locked_directory_is_refused(run_copy, corpus, t5_di
     assert tree(run_copy) == before
     r = CliRunner().invoke(app, finetune_args(corpus, t5_dir, run_copy, "--resume", "--phase2-steps", "3"))
     assert r.exit_code == 0, r.output
+
+
+@pytest.mark.slow  # two real runs (~20 s)
+def test_two_real_runs_into_one_directory(corpus, t5_dir, tmp_path):
+    out = tmp_path / "run"
+    first = subprocess.Popen([*VAE, *finetune_args(corpus, t5_dir, out, "--phase1-steps", "100000", "--save-every", "100000")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / "metrics.jsonl").exists():
+            time.sleep(0.1)
+        r = subprocess.run([*VAE, *finetune_args(corpus, t5_dir, out, "--overwrite")], capture_output=True, text=True, env=ENV, timeout=120)
+        assert r.returncode == 1
+        assert one_line(r.stderr) == f"error: {out} is in use by another `vae finetune` (pid {first.pid}); wait for it to end or choose another --out"
+    finally:
+        first.kill()
+        first.wait()
+    r = subprocess.run([*VAE, *finetune_args(corpus, t5_dir, out, "--overwrite")], capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 0, r.stderr  # the kernel dropped the killed run's lock
 
 
 def test_resume_repairs_a_torn_metrics_line(run_copy, corpus, t5_dir):

@@ -514,7 +514,7 @@ def plot(
     with handled():
         import json
 
-        from vaecli.io import InputError, read_lines
+        from vaecli.io import InputError
 
         try:
             from vaecli.plot import plot_curves, plot_latent_map, read_metrics
@@ -531,7 +531,7 @@ def plot(
             config = json.loads((run_dir / "training.json").read_text()).get("config", {}) if (run_dir / "training.json").is_file() else {}
             sentences = Path(config["valid_file"]) if config.get("valid_file") else None
         if sentences is not None:
-            texts = read_lines(path=str(sentences)).texts[:limit]
+            texts = read_sentences(sentences)[:limit]
             vae = load_model(run_dir)
             from vaecli import infer
 

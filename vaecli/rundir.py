@@ -27,23 +27,33 @@ import shutil
 from pathlib import Path
 
 LOCK_NAME = ".lock"
-# What vaecli writes into a run or model directory; any one of them makes the directory replaceable.
-RUN_MARKERS = ("training.json", "metrics.jsonl", "checkpoint", "checkpoint.old", "checkpoint.tmp", "phase1", LOCK_NAME)
 
 
 class RunError(ValueError):
     """A run cannot start or go on; one line for stderr."""
 
 
-def is_run_dir(path: Path) -> bool:
-    """Whether path holds a vaecli run or model directory (config.json with a "vae" part, or a file
-    that only `vae finetune` writes)."""
-    if any((path / name).exists() for name in RUN_MARKERS):
-        return True
+def _json_has(path: Path, key: str, inner: str | None = None) -> bool:
+    """Whether the JSON object in path (its first line for .jsonl) has key (and key has inner)."""
     try:
-        return "vae" in json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError):
+        with open(path, encoding="utf-8") as f:
+            text = f.readline() if path.suffix == ".jsonl" else f.read(1 << 20)
+        data = json.loads(text)
+        return isinstance(data, dict) and key in data and (inner is None or inner in data[key])
+    except (OSError, ValueError, TypeError, RecursionError):
         return False
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether path holds a vaecli run or model directory: a file as `vae finetune` writes it
+    (config.json with a "vae" part, training.json naming the vaecli version, metrics.jsonl records,
+    a checkpoint). Names alone are not enough: a user's own config.json is not ours."""
+    return (
+        _json_has(path / "config.json", "vae")
+        or _json_has(path / "training.json", "versions", "vaecli")
+        or _json_has(path / "metrics.jsonl", "phase")
+        or any(_json_has(path / name / "trainer_state.json", "trainer") for name in ("checkpoint", "checkpoint.old"))
+    )
 
 
 def _contents(path: Path) -> list[Path]:
