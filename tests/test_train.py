@@ -143,6 +143,9 @@ def test_existing_output_is_refused_unless_overwrite_or_resume(t5_dir, corpus, t
         finetune(cfg)
     with pytest.raises(RunError, match="no checkpoint"):
         finetune(cfg, resume=True)
+    with pytest.raises(RunError, match="not a vaecli run or model directory"):
+        finetune(cfg, overwrite=True)  # a folder vaecli did not write is never deleted
+    (out / "config.json").write_text('{"vae": {}}')  # a vaecli model directory: replaced
     finetune(cfg, overwrite=True)
     assert not (out / "keep.txt").exists() and (out / "model.safetensors").exists()
 

@@ -36,7 +36,8 @@ def load_tokenizer(directory: str | Path) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        # Explicitly False: left unset, transformers asks on a terminal whether to run a folder's code.
+        return AutoTokenizer.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise ModelDirError(f"cannot load the tokenizer from {directory} ({str(e).splitlines()[0][:160]})") from None
 
@@ -79,8 +80,8 @@ def build_hf(name: str) -> tuple[Any, Any]:
         raise ModelDirError(f"--model {name}: no such directory")
     offline = local or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
     try:
-        model = AutoModelForSeq2SeqLM.from_pretrained(name, local_files_only=offline, use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline)
+        model = AutoModelForSeq2SeqLM.from_pretrained(name, local_files_only=offline, use_safetensors=True, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline, trust_remote_code=False)
     except (OSError, ValueError) as e:
         where = "the directory" if local else "the hub (or its cache)"
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else e.__class__.__name__

@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from vaecli.model import ModelDirError, VAEModel
+from vaecli.io import atomic_save, atomic_write_bytes, disk_full, is_disk_full
+from vaecli.model import WEIGHTS_NAME, ModelDirError, VAEModel
 
 TENSORS = "optimizer.safetensors"
 STATE = "trainer_state.json"
@@ -50,19 +51,37 @@ def save_checkpoint(out: Path, model: VAEModel, optimizer: torch.optim.Optimizer
 
     final, tmp, old = out / "checkpoint", out / "checkpoint.tmp", out / "checkpoint.old"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tensors, meta = _flatten_optimizer(optimizer.state_dict())
-    for index, state in enumerate(rng):
-        tensors[f"rng.torch.{index}"] = state
-    save_file(tensors, str(tmp / TENSORS))
-    state = {"trainer": trainer, "optimizer": meta, "scheduler": scheduler.state_dict()}
-    (tmp / STATE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
+    try:
+        model.save_pretrained(tmp)
+        tensors, meta = _flatten_optimizer(optimizer.state_dict())
+        for index, state in enumerate(rng):
+            tensors[f"rng.torch.{index}"] = state
+        atomic_save(tmp / TENSORS, lambda path: save_file(tensors, path))
+        state = {"trainer": trainer, "optimizer": meta, "scheduler": scheduler.state_dict()}
+        atomic_write_bytes(tmp / STATE, (json.dumps(state, indent=1) + "\n").encode())
+    except BaseException as e:  # a full disk, Ctrl-C: no half-written checkpoint.tmp left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(e):
+            raise disk_full(tmp) from None
+        raise
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def save_model(model: VAEModel, directory: Path) -> None:
+    """model.save_pretrained(directory), leaving no temporary weights file behind when it fails;
+    a full disk raises OSError(ENOSPC) naming the weights file."""
+    try:
+        model.save_pretrained(directory)
+    except BaseException as e:
+        (directory / (WEIGHTS_NAME + ".tmp")).unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full(directory / WEIGHTS_NAME) from None
+        raise
 
 
 def find_checkpoint(out: Path) -> Path | None:

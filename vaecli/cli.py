@@ -6,6 +6,7 @@ one line and a non-zero exit code (see README, "Exit codes"); tracebacks are for
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ app = typer.Typer(
 
 EXIT_ERROR, EXIT_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 DEFAULT_MODEL = "vae-model"
+ENCODE_CHUNK = 1024  # lines `vae encode` reads, encodes and writes at a time
 
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model directory [default: $VAE_MODEL, else ./vae-model].")]
 BeamOpt = Annotated[int, typer.Option(min=1, help="Beam width (1 = greedy).")]
@@ -64,10 +66,18 @@ def handled() -> Iterator[None]:
     except ModelDirError as e:
         err(f"error: {e}")
         raise typer.Exit(EXIT_ERROR) from None
-    except BrokenPipeError:
-        # The reader went away (`| head -1`): stop quietly, and keep Python from complaining at exit.
-        _silence_stdout()
-        raise typer.Exit(0) from None
+    except OSError as e:
+        from vaecli.io import is_disk_full
+
+        if isinstance(e, BrokenPipeError) or e.errno == errno.EPIPE:
+            # The reader went away (`| head -1`): stop quietly, and keep Python from complaining at exit.
+            _silence_stdout()
+            raise typer.Exit(0) from None
+        if not is_disk_full(e):
+            raise
+        _silence_stdout()  # what is still buffered for stdout cannot be written either
+        err(f"error: cannot write {e.filename or '<stdout>'}: no space left on device")
+        raise typer.Exit(EXIT_ERROR) from None
     except KeyboardInterrupt:
         err("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -108,17 +118,56 @@ def check_format(fmt: str) -> None:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
 
 
-def read_input(texts: list[str], input_file: Path | None) -> list[str]:
-    from vaecli.io import read_lines
+def report_blank(blank: int) -> None:
+    """The one stderr line every command that reads sentences prints about blank lines."""
+    if blank:
+        err(f"skipped {blank} blank line(s)")
 
-    lines = read_lines(texts, str(input_file) if input_file else None, sys.stdin.buffer)
-    if lines.blank:
-        err(f"skipped {lines.blank} blank line(s)")
+
+def read_sentences(path: Path) -> list[str]:
+    """A file's sentences (blank lines skipped and counted on stderr); refuses a file with none."""
+    from vaecli.io import InputError, read_lines
+
+    lines = read_lines(path=str(path))
     if not lines.texts:
-        from vaecli.io import InputError
-
-        raise InputError("no sentences given: pass them as arguments, with -i FILE, or on stdin")
+        raise InputError(f"{path} has no sentences")  # an error stays one line: no count before it
+    report_blank(lines.blank)
     return lines.texts
+
+
+class SentenceChunks:
+    """Sentences from arguments, -i FILE or stdin, in chunks as they arrive (see io.stream_lines);
+    blank lines are counted as they pass. `first()` reads until the first sentence (or refuses
+    input with none) so that bad input is reported before a model loads."""
+
+    def __init__(self, texts: list[str], input_file: Path | None) -> None:
+        from vaecli.io import stream_lines
+
+        self.blank = 0
+        self._pieces = stream_lines(texts, str(input_file) if input_file else None, sys.stdin.buffer, ENCODE_CHUNK)
+        self._first: list[str] | None = None
+
+    def _texts(self) -> Iterator[list[str]]:
+        for lines in self._pieces:
+            self.blank += lines.blank
+            if lines.texts:
+                yield lines.texts
+
+    def first(self) -> list[str]:
+        self._iter = self._texts()
+        self._first = next(self._iter, None)
+        if self._first is None:
+            from vaecli.io import InputError
+
+            report_blank(self.blank)
+            raise InputError("no sentences given: pass them as arguments, with -i FILE, or on stdin")
+        return self._first
+
+    def __iter__(self) -> Iterator[list[str]]:
+        if self._first is None:
+            self.first()
+        yield self._first
+        yield from self._iter
 
 
 # -- finetune ------------------------------------------------------------------------------------
@@ -176,10 +225,16 @@ def finetune(
     patience: Annotated[int, typer.Option(help="Phase-2 early stopping patience in validations (0 = off).")] = 0,
     threads: Annotated[int, typer.Option(help="torch threads (0 = default).")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out (a vaecli run or model directory).")] = False,
+    ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Finetune a pretrained encoder-decoder into a VAE (phase 1, then phase 2); writes a model directory."""
     values = dict(locals())
+    values.pop("ctx")
+    # What the user typed (not defaults): --resume compares exactly these with the checkpoint's config.
+    names = {"valid": "valid_file"}
+    given = {names.get(k, k) for k in values if ctx is not None and (source := ctx.get_parameter_source(k)) is not None
+             and source.name == "COMMANDLINE"}
     with handled():
         quiet_libraries()
         from vaecli.config import TrainConfig
@@ -188,11 +243,12 @@ def finetune(
 
         for key in ("resume", "overwrite", "valid"):
             values.pop(key)
+            given.discard(key)
         values.update(train_file=str(train_file), valid_file=str(valid) if valid else None, out=str(out))
         try:
             cfg = TrainConfig(**values)
             with Reporter() as report:
-                path = run(cfg, report, resume=resume, overwrite=overwrite)
+                path = run(cfg, report, resume=resume, overwrite=overwrite, given=given)
         except RunError as e:
             err(f"error: {e}")
             raise typer.Exit(EXIT_ERROR) from None
@@ -264,6 +320,8 @@ def encode(
 ) -> None:
     """Sentences -> latent vectors (mu by default)."""
     with handled():
+        import numpy as np
+
         from vaecli import infer
         from vaecli.io import InputError, atomic_open
         from vaecli.vectors import write_vectors
@@ -271,19 +329,41 @@ def encode(
         check_format(fmt)
         if output is None and fmt in ("npy", "safetensors") and sys.stdout.isatty():
             raise InputError(f"{fmt} is binary: write it with -o FILE or into a pipe")
-        sentences = read_input(texts or [], input_file)
+        chunks = SentenceChunks(texts or [], input_file)
+        chunks.first()
         vae = load_model(model)
-        enc = infer.encode(vae, sentences)
-        if enc.truncated:
-            err(f"warning: {enc.truncated} sentence(s) longer than {vae.config.max_length} tokens were truncated")
-        vectors = infer.sample_posterior(enc, seed=seed) if sample else enc.mu
-        args = dict(texts=sentences, fmt=fmt, logvar=enc.logvar if with_logvar else None, key="z" if sample else "mu")
+        rng = np.random.default_rng(seed)  # one stream across chunks: the draws do not depend on chunking
+        key = "z" if sample else "mu"
+        truncated = 0
+
+        def encoded() -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+            nonlocal truncated
+            for sentences in chunks:
+                enc = infer.encode(vae, sentences)
+                truncated += enc.truncated
+                yield sentences, infer.sample_posterior(enc, seed=rng) if sample else enc.mu, enc.logvar
+
+        def write(f: Any) -> None:
+            if fmt in ("jsonl", "tsv"):  # streamed: each chunk is written (and flushed) once encoded
+                for sentences, vectors, logvar in encoded():
+                    write_vectors(f, vectors, texts=sentences, fmt=fmt, logvar=logvar if with_logvar else None, key=key)
+                    f.flush()
+                return
+            # npy and safetensors describe the whole array before its data: collected, then written.
+            parts = list(encoded())
+            all_texts = [t for sentences, _, _ in parts for t in sentences]
+            logvar = np.concatenate([p[2] for p in parts]) if with_logvar else None
+            write_vectors(f, np.concatenate([p[1] for p in parts]), texts=all_texts, fmt=fmt, logvar=logvar, key=key)
+
         if output is None:
-            write_vectors(sys.stdout.buffer, vectors, **args)
+            write(sys.stdout.buffer)
             sys.stdout.buffer.flush()
         else:
             with atomic_open(output) as f:
-                write_vectors(f, vectors, **args)
+                write(f)
+        report_blank(chunks.blank)
+        if truncated:
+            err(f"warning: {truncated} sentence(s) longer than {vae.config.max_length} tokens were truncated")
 
 
 @app.command()
@@ -387,15 +467,8 @@ def steer(
 ) -> None:
     """Move TEXT along the direction from the mean encoding of --from to that of --to."""
     with handled():
-        from vaecli.io import read_lines
-
+        src, dst = read_sentences(source), read_sentences(target)
         vae = load_model(model)
-        src, dst = read_lines(path=str(source)).texts, read_lines(path=str(target)).texts
-        for name, lines in ((source, src), (target, dst)):
-            if not lines:
-                from vaecli.io import InputError
-
-                raise InputError(f"{name} has no sentences")
         out_lines([vae.steer(text, src, dst, alpha, beam=beam)])
 
 
@@ -426,13 +499,8 @@ def evaluate(
         import json
 
         from vaecli.evaluate import evaluate as run
-        from vaecli.io import read_lines
 
-        texts = read_lines(path=str(test_file)).texts[:limit]
-        if not texts:
-            from vaecli.io import InputError
-
-            raise InputError(f"{test_file} has no sentences")
+        texts = read_sentences(test_file)[:limit]
         vae = load_model(model)
         result = run(vae, texts, iw_samples=iw_samples, batch_size=batch_size, seed=seed, bleu=not no_bleu)
         if as_json or not sys.stdout.isatty():
@@ -461,7 +529,7 @@ def plot(
     with handled():
         import json
 
-        from vaecli.io import InputError, read_lines
+        from vaecli.io import InputError
 
         try:
             from vaecli.plot import plot_curves, plot_latent_map, read_metrics
@@ -478,7 +546,7 @@ def plot(
             config = json.loads((run_dir / "training.json").read_text()).get("config", {}) if (run_dir / "training.json").is_file() else {}
             sentences = Path(config["valid_file"]) if config.get("valid_file") else None
         if sentences is not None:
-            texts = read_lines(path=str(sentences)).texts[:limit]
+            texts = read_sentences(sentences)[:limit]
             vae = load_model(run_dir)
             from vaecli import infer
 

@@ -66,10 +66,24 @@ class Corpus:
         return Corpus(head, self.lengths[:cut], self.blank, self.truncated, t_head), Corpus(tail, self.lengths[cut:], targets=t_tail)
 
 
+CHARS_PER_TOKEN = 16  # a text is cut to max_length * this many characters before tokenising
+
+
 def tokenize_rows(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], list[bool]]:
-    """Token ids of each text (special tokens included), truncated to max_length; and which were cut."""
+    """Token ids of each text (special tokens included), truncated to max_length; and which were cut.
+
+    A tokenizer builds every token of a text before truncating it (one 16 MB line took 3 GB), so a
+    text longer than max_length * CHARS_PER_TOKEN characters is cut to that first (real text has
+    far more than max_length tokens in that many characters), and counts as truncated.
+    """
     if not texts:
         return [], []
+    limit = max_length * CHARS_PER_TOKEN
+    chopped = [i for i, t in enumerate(texts) if len(t) > limit]
+    if chopped:
+        texts = list(texts)
+        for i in chopped:
+            texts[i] = texts[i][:limit]
     ids = tokenizer(list(texts), truncation=True, max_length=max_length + 1)["input_ids"]
     long = [i for i, row in enumerate(ids) if len(row) > max_length]
     if long:
@@ -77,7 +91,7 @@ def tokenize_rows(tokenizer: Any, texts: Sequence[str], max_length: int) -> tupl
         for i, row in zip(long, redo):
             ids[i] = row
     cut = [False] * len(ids)
-    for i in long:
+    for i in (*long, *chopped):
         cut[i] = True
     return ids, cut
 

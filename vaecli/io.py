@@ -17,12 +17,14 @@ Text input
     legitimate in sentences and must not change the number of outputs.
 """
 
+import errno
 import os
 import re
 import secrets
+import select
 import shlex
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, Literal
@@ -31,10 +33,14 @@ __all__ = [
     "InputError",
     "Lines",
     "atomic_open",
+    "atomic_save",
     "atomic_write_bytes",
     "check_text_file",
     "decode_text",
+    "disk_full",
+    "is_disk_full",
     "read_lines",
+    "stream_lines",
 ]
 
 STDIN_NAME = "<stdin>"
@@ -286,15 +292,171 @@ def read_lines(
     return _to_lines(line for _, line in _split_lines(_read_stream(stdin)))
 
 
+def _ready(stream: Any) -> bool:
+    """Whether more bytes can be read from stream at once (a pipe with data waiting, a file)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return True  # an in-memory stream: never blocks
+    try:
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
+
+
+def _byte_chunks(stream: Any, size: int) -> Iterator[bytes]:
+    """The bytes of a binary stream as they arrive: read1 returns what one read gives (a pipe's
+    waiting data), so a line is seen as soon as it is written, not when the buffer fills."""
+    read = getattr(stream, "read1", None) or stream.read
+    while chunk := read(size):
+        yield bytes(chunk)
+
+
+def _chunked_lines(chunks: Iterator[bytes], name: str, ready: Callable[[], bool], max_lines: int) -> Iterator[Lines]:
+    """Lines(texts, blank) of at most max_lines lines each, validated like check_text_file. A
+    shorter piece is yielded only when nothing more can be read at once (a pipe waiting for its
+    writer) or at the end."""
+    pending = bytearray()  # the start of a line whose newline has not arrived yet
+    offset = newlines = 0  # bytes and newlines before pending, for the positions in messages
+    lines: list[str] = []
+    first = True
+
+    def take(data: bytes) -> None:
+        nonlocal offset, newlines, first
+        _check_buffer(data, name, offset, newlines, final=True)  # whole lines: whole characters
+        text = data.decode("utf-8")
+        if first:
+            text, first = text.removeprefix("\ufeff"), False
+        pieces = text.split("\n")
+        if pieces[-1] == "":  # a final newline ends the last line rather than starting a new one
+            pieces.pop()
+        lines.extend(pieces)
+        offset, newlines = offset + len(data), newlines + data.count(b"\n")
+
+    for chunk in chunks:
+        if first and not pending:
+            _check_magic(chunk, name)
+        pending += chunk
+        end = pending.rfind(b"\n") + 1
+        if end:
+            take(bytes(pending[:end]))
+            del pending[:end]
+        while len(lines) >= max_lines:
+            yield _to_lines(lines[:max_lines])
+            del lines[:max_lines]
+        if lines and not ready():
+            yield _to_lines(lines)
+            lines.clear()
+    if pending:
+        if first:
+            _check_magic(bytes(pending), name)
+        take(bytes(pending))
+    for start in range(0, len(lines), max_lines):
+        yield _to_lines(lines[start : start + max_lines])
+
+
+def stream_lines(
+    args: Sequence[str] = (), path: str | None = None, stdin: BinaryIO | None = None, max_lines: int = 1024
+) -> Iterator[Lines]:
+    """read_lines in pieces of at most max_lines lines, for commands that must not hold their whole
+    input (`tail -f log | vae encode`, a million-line pipe): each Lines is yielded as soon as its
+    lines have arrived, with the same checks and messages as read_lines (a bad byte is reported
+    when the reader reaches it)."""
+    if isinstance(args, str):
+        raise TypeError("args must be a sequence of strings, not a single string")
+    if args:
+        _check_args(args)
+        for start in range(0, len(args), max_lines):
+            yield _to_lines(args[start : start + max_lines])
+        return
+    if path is not None and path != "-":
+        name = os.fsdecode(path)
+        _stat_input(path)
+        try:
+            handle = open(path, "rb")
+        except OSError as err:
+            raise _open_error(name, err) from None
+        with handle:
+            try:
+                yield from _chunked_lines(iter(lambda: handle.read(_CHUNK), b""), name, lambda: True, max_lines)
+            except OSError as err:
+                raise _open_error(name, err) from None
+        return
+    if stdin is None:
+        raise InputError("no input: give sentences as arguments, a file path, or pipe text on stdin")
+    stream = getattr(stdin, "buffer", stdin)
+    yield from _chunked_lines(_byte_chunks(stream, _CHUNK), STDIN_NAME, lambda: _ready(stream), max_lines)
+
+
 # --------------------------------------------------------------------------- atomic writes
+
+# Temporary files are named ".<target>.vaecli-<pid>-<random>.tmp" so that one left by a killed
+# writer is recognisable: the next write to the same target removes those whose process is gone.
+_TEMP_RE = re.compile(r"\.(?P<base>.+)\.vaecli-(?P<pid>\d+)-[0-9a-f]{8}\.tmp")
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether err says the disk (or quota) is full; libraries that are not Python (safetensors)
+    report it only in their message."""
+    if isinstance(err, OSError) and err.errno in _FULL_ERRNOS:
+        return True
+    text = str(err)
+    return "No space left on device" in text or "StorageFull" in text or "Disk quota exceeded" in text
+
+
+def disk_full(name: str | os.PathLike[str]) -> OSError:
+    """The OSError for a full disk, naming the path that could not be written (the CLI reports it)."""
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fsdecode(name))
+
+
+def _umask() -> int:
+    with suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as status:  # Linux: read without changing it
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _plain_mode(target: str) -> int:
+    """The permissions an ordinary open() would leave: the replaced file's, else 0o666 minus the umask."""
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: someone else's live process
+        return True
+    return True
+
+
+def _remove_stale_temps(target: str) -> None:
+    """Remove temporary files of earlier writes to target whose writer died (SIGKILL, power loss)."""
+    folder, base = os.path.split(target)
+    with suppress(OSError):
+        for entry in os.scandir(folder or "."):
+            match = _TEMP_RE.fullmatch(entry.name)
+            if match and match["base"] == base[:200] and not _alive(int(match["pid"])):
+                with suppress(OSError):
+                    os.unlink(entry.path)
 
 
 def _create_temp(target: str) -> tuple[str, int]:
     """Create an exclusive temporary file next to target; returns (path, fd)."""
     folder, base = os.path.split(target)
+    _remove_stale_temps(target)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
-        temp = os.path.join(folder, f".{base[:200]}.{secrets.token_hex(4)}.tmp")
+        temp = os.path.join(folder, f".{base[:200]}.vaecli-{os.getpid()}-{secrets.token_hex(4)}.tmp")
         try:
             # 0o666 lets the umask decide, like a plain open(); mkstemp would force 0o600.
             fd = os.open(temp, flags, 0o666)
@@ -328,14 +490,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         handle.write(data)
 
 
-@contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: Literal["wb", "w"] = "wb") -> Iterator[IO[Any]]:
-    """Write to a temporary file in the same directory, flush + fsync, then os.replace
-    onto path; on an exception the temporary file is removed and path is left untouched.
-    Mode "w" writes UTF-8 with "\\n" line ends. A symlink at path is followed, so its
-    target is replaced. Unwritable destinations raise InputError."""
-    if mode not in ("wb", "w"):
-        raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
+def _target(path: str | os.PathLike[str]) -> tuple[str, str, str]:
+    """(name for messages, real path, its folder); InputError for destinations that cannot work."""
     name = os.fsdecode(path)
     target = os.path.realpath(path)
     folder = os.path.dirname(target)
@@ -343,20 +499,67 @@ def atomic_open(path: str | os.PathLike[str], mode: Literal["wb", "w"] = "wb") -
         raise InputError(f"{_show(name)} is a directory; give a file path to write to")
     if not os.path.isdir(folder):
         raise InputError(f"cannot write {_show(name)}: directory {_show(folder)} does not exist")
+    return name, target, folder
+
+
+def _temp_for(name: str, target: str, folder: str) -> tuple[str, int]:
     try:
-        temp, fd = _create_temp(target)
+        return _create_temp(target)
     except PermissionError:
         raise InputError(f"cannot write {_show(name)}: permission denied in {_show(folder)}") from None
     except OSError as err:
+        if is_disk_full(err):
+            raise disk_full(name) from None
         raise InputError(f"cannot write {_show(name)}: {err.strerror or _one_line(err)}") from None
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: Literal["wb", "w"] = "wb") -> Iterator[IO[Any]]:
+    """Write to a temporary file in the same directory, flush + fsync, then os.replace
+    onto path; on an exception the temporary file is removed and path is left untouched.
+    Mode "w" writes UTF-8 with "\\n" line ends. A symlink at path is followed, so its
+    target is replaced. The file gets the permissions a plain open() would give it.
+    Unwritable destinations raise InputError; a full disk raises OSError(ENOSPC) naming path."""
+    if mode not in ("wb", "w"):
+        raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
+    name, target, folder = _target(path)
+    temp, fd = _temp_for(name, target, folder)
     try:
         with _fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, target)
-    except BaseException:  # KeyboardInterrupt too: never leave a half-written temp behind
+    except BaseException as err:  # KeyboardInterrupt too: never leave a half-written temp behind
         with suppress(FileNotFoundError):
             os.unlink(temp)
+        if is_disk_full(err):
+            raise disk_full(name) from None
+        raise
+    _fsync_dir(folder)
+
+
+def atomic_save(path: str | os.PathLike[str], write: Callable[[str], None]) -> None:
+    """atomic_open for libraries that write only to a path they open themselves (safetensors'
+    save_file): write(temp_path) fills a temporary file next to path, which then gets the
+    permissions a plain open() would give (safetensors leaves 0o600), is fsynced and renamed
+    onto path. On failure nothing is left behind; a full disk raises OSError(ENOSPC) naming path."""
+    name, target, folder = _target(path)
+    temp, fd = _temp_for(name, target, folder)
+    os.close(fd)
+    try:
+        write(temp)
+        os.chmod(temp, _plain_mode(target))
+        fd = os.open(temp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, target)
+    except BaseException as err:
+        with suppress(FileNotFoundError):
+            os.unlink(temp)
+        if is_disk_full(err):
+            raise disk_full(name) from None
         raise
     _fsync_dir(folder)

@@ -294,15 +294,13 @@ class VAEModel(nn.Module):
         """Write config.json, model.safetensors and the tokenizer(s) into `directory` (files written aside, then renamed)."""
         from safetensors.torch import save_model
 
-        from vaecli.io import atomic_write_bytes
+        from vaecli.io import atomic_save, atomic_write_bytes
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = {"vaecli_format": FORMAT_VERSION, "family": self.family.name, "vae": self.config.to_dict(), **self.family.config_dict()}
         atomic_write_bytes(directory / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
-        tmp = directory / (WEIGHTS_NAME + ".tmp")
-        save_model(self, str(tmp))
-        tmp.replace(directory / WEIGHTS_NAME)
+        atomic_save(directory / WEIGHTS_NAME, lambda path: save_model(self, path))
         if self.tokenizer is not None:
             self.family.save_tokenizers(self.tokenizer, self.decoder_tokenizer, directory)
 

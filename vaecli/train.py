@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import platform
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -18,11 +17,12 @@ from typing import Any, Callable
 import torch
 
 from vaecli.backbones import build_causal_vae, build_vae, is_vae_dir
-from vaecli.checkpoint import find_checkpoint, load_trainer_state, restore, save_checkpoint
+from vaecli.checkpoint import find_checkpoint, load_trainer_state, restore, save_checkpoint, save_model
 from vaecli.config import ConfigError, TrainConfig
 from vaecli.data import Batches, Corpus, delete_tokens, length_batches, load_corpus
-from vaecli.io import InputError, check_text_file
+from vaecli.io import InputError, check_text_file, disk_full, is_disk_full
 from vaecli.model import VAEModel
+from vaecli.rundir import RunDir, RunError
 from vaecli.schedule import beta_at
 from vaecli.stopping import StopFlag
 from vaecli.validation import validate
@@ -31,10 +31,6 @@ Event = dict[str, Any]
 LOG_EVERY = 10
 CALIBRATION_ROWS = 256  # training sentences that set the new layers' scales (vaecli/calibrate.py)
 COLLAPSE_NATS = 0.1  # KL or shuffle gap below this (nats per sentence) means z carries ~nothing
-
-
-class RunError(ValueError):
-    """A run cannot start or go on; one line for stderr."""
 
 
 class Interrupted(Exception):
@@ -87,31 +83,53 @@ def versions() -> dict[str, str]:
     }
 
 
-def prepare_out(cfg: TrainConfig, resume: bool, overwrite: bool, main: bool = True) -> Path:
-    """Check --out against --resume / --overwrite; the main process alone clears and creates it."""
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise RunError(f"--out {out} is a file; choose a directory")
-    if resume:
-        if find_checkpoint(out) is None:
-            raise RunError(f"--resume: no checkpoint in {out}; start a new run without --resume")
-        return out
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise RunError(f"{out} already exists; pass --resume to continue it or --overwrite to replace it")
-        if main:
-            shutil.rmtree(out)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-    return out
+# Options that may differ on --resume (the rest would make the resumed run a different run).
+RESUMABLE = ("valid_every", "save_every", "patience", "threads", "phase1_steps", "phase2_steps")
+
+
+def resume_config(saved: TrainConfig, cfg: TrainConfig, given: set[str], phase: int, step: int) -> tuple[TrainConfig, list[str]]:
+    """The checkpoint's config with the options the user gave again applied where they can change;
+    returns it and the changes made. A given option that differs and cannot change raises."""
+    changes, refused = {}, []
+    for name in sorted(given):
+        new, old = getattr(cfg, name), getattr(saved, name)
+        if new == old or (name in ("train_file", "valid_file") and new and old and _same_file(new, old)) or name == "out":
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name in ("phase1_steps", "phase2_steps"):
+            at = step if int(name[5]) == phase else (0 if int(name[5]) > phase else None)
+            if at is None or new < at or getattr(saved, name.replace("steps", "epochs")) is not None:
+                refused.append(f"{flag} {new} (checkpoint: {old}; phase {phase} is at step {step})")
+                continue
+        elif name not in RESUMABLE:
+            refused.append(f"{flag} {new} (checkpoint: {old})")
+            continue
+        changes[name] = new
+    if refused:
+        raise RunError(
+            f"--resume cannot change {', '.join(refused)}; drop them to continue the run as it was, or start a new "
+            f"run with --overwrite (on resume only {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)} may change)"
+        )
+    notes = [f"--{n.replace('_', '-')} {v} (was {getattr(saved, n)})" for n, v in changes.items()]
+    return TrainConfig.from_dict({**saved.to_dict(), **changes}), notes
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return Path(a).samefile(b)
+    except OSError:
+        return False
 
 
 class Trainer:
     """One `vae finetune` run, both phases or one."""
 
-    def __init__(self, cfg: TrainConfig, on_event: Callable[[Event], None] | None = None, resume: bool = False, overwrite: bool = False) -> None:
-        from accelerate import Accelerator, DataLoaderConfiguration, PartialState
-        from accelerate.utils import set_seed
+    def __init__(self, cfg: TrainConfig, on_event: Callable[[Event], None] | None = None, resume: bool = False, overwrite: bool = False,
+                 given: set[str] | None = None) -> None:
+        """Every check that can fail (files, --out, the lock, options, model, data) runs before the
+        old run is cleared (--overwrite; see vaecli.rundir). `given`: the options the user set, which
+        --resume compares with the checkpoint's."""
+        from accelerate import PartialState
 
         self.on_event = on_event or (lambda event: None)
         for path in (cfg.train_file, cfg.valid_file):
@@ -119,13 +137,31 @@ class Trainer:
                 check_text_file(path)  # before any weights load: a bad file fails at once
         # On a machine without CUDA, processes started by `accelerate launch` / torchrun join over gloo.
         state = PartialState(cpu=not torch.cuda.is_available())
-        self.out = prepare_out(cfg, resume, overwrite, main=state.is_main_process)
+        self.out = Path(cfg.out)
+        self.run_dir = RunDir(cfg.out, resume, overwrite) if state.is_main_process else None
+        try:
+            self._start(cfg, resume, given or set())
+            if self.run_dir is not None:
+                self.run_dir.clear()
+        except BaseException:
+            if self.run_dir is not None:
+                self.run_dir.release(failed=True)
+            raise
         state.wait_for_everyone()
+
+    def _start(self, cfg: TrainConfig, resume: bool, given: set[str]) -> None:
+        from accelerate import Accelerator, DataLoaderConfiguration
+        from accelerate.utils import set_seed
+
         self.resume_state: dict[str, Any] | None = None
         self.checkpoint_dir = find_checkpoint(self.out) if resume else None
+        self.notes: list[str] = []
         if self.checkpoint_dir is not None:
             self.resume_state = load_trainer_state(self.checkpoint_dir)
-            cfg = TrainConfig.from_dict(self.resume_state["trainer"]["config"])
+            saved = self.resume_state["trainer"]
+            cfg, changes = resume_config(TrainConfig.from_dict(saved["config"]), cfg, given, saved["phase"], saved["step"])
+            if changes:
+                self.notes.append(f"resuming with {', '.join(changes)}")
         self.cfg = cfg
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
@@ -185,8 +221,14 @@ class Trainer:
 
     def log_metrics(self, record: dict[str, Any]) -> None:
         if self.accelerator.is_main_process:
-            with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+            path = self.out / "metrics.jsonl"
+            try:
+                with open(path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(record) + "\n")
+            except OSError as e:  # a torn last line is dropped on --resume (_trim_metrics)
+                if is_disk_full(e):
+                    raise disk_full(path) from None
+                raise
 
     def batches_per_epoch(self) -> int:
         return math.ceil(len(self.train_data) / self.cfg.batch_size)
@@ -249,20 +291,32 @@ class Trainer:
                     continue
                 self.run_phase(phase, start_step if phase == start_phase else 0)
                 if phase == 1 and 2 in phases and self.accelerator.is_main_process:
-                    self.accelerator.unwrap_model(self.model).save_pretrained(self.out / "phase1")
+                    save_model(self.accelerator.unwrap_model(self.model), self.out / "phase1")
         finally:
             self.stop.uninstall()
         self.write_training_json()
         return self.out
 
     def _trim_metrics(self, phase: int, step: int) -> None:
-        """Drop records written after the checkpoint, so a resumed run's metrics.jsonl has no repeats."""
+        """Drop records written after the checkpoint, so a resumed run's metrics.jsonl has no repeats.
+
+        A line that does not parse (the torn tail a kill during the append leaves) is dropped too:
+        it can only be the last record, and the resumed run writes it again.
+        """
+        from vaecli.io import atomic_write_bytes
+
         path = self.out / "metrics.jsonl"
         if not path.exists() or not self.accelerator.is_main_process:
             return
-        keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-                and (json.loads(line)["phase"], json.loads(line)["step"]) <= (phase, step)]
-        path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+        keep = []
+        for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+                if (record["phase"], record["step"]) <= (phase, step):
+                    keep.append(line)
+            except (ValueError, KeyError, TypeError):
+                continue
+        atomic_write_bytes(path, "".join(line + "\n" for line in keep).encode("utf-8"))
 
     def run_phase(self, phase: int, start_step: int) -> None:
         from transformers import get_linear_schedule_with_warmup
@@ -347,7 +401,7 @@ class Trainer:
         if improved:
             self.best, self.validations_without_gain = score, 0
             if self.accelerator.is_main_process:
-                model.save_pretrained(self.out)
+                save_model(model, self.out)
         else:
             self.validations_without_gain += 1
         self.log_metrics({"kind": "valid", "phase": phase, "step": step, **metrics, "best": improved})
@@ -406,18 +460,27 @@ def is_main_process() -> bool:
     return PartialState(cpu=not torch.cuda.is_available()).is_main_process
 
 
-def finetune(cfg: TrainConfig, on_event: Callable[[Event], None] | None = None, resume: bool = False, overwrite: bool = False) -> Path:
-    """Run `vae finetune`; returns the model directory."""
+def finetune(cfg: TrainConfig, on_event: Callable[[Event], None] | None = None, resume: bool = False, overwrite: bool = False,
+             given: set[str] | None = None) -> Path:
+    """Run `vae finetune`; returns the model directory. `given`: the TrainConfig fields the user set
+    (the CLI's options on the command line); with --resume, those that differ from the checkpoint's
+    are applied where they can change (RESUMABLE) and refused otherwise."""
     try:
-        trainer = Trainer(cfg, on_event, resume, overwrite)
+        trainer = Trainer(cfg, on_event, resume, overwrite, given)
     except ConfigError as e:
         raise RunError(str(e)) from None
-    trainer.emit(
-        "data",
-        train=len(trainer.train_data),
-        valid=len(trainer.valid_data),
-        blank=trainer.train_data.blank,
-        truncated=trainer.train_data.truncated,
-    )
-    return trainer.run()
+    try:
+        trainer.emit(
+            "data",
+            train=len(trainer.train_data),
+            valid=len(trainer.valid_data),
+            blank=trainer.train_data.blank,
+            truncated=trainer.train_data.truncated,
+        )
+        for note in trainer.notes:
+            trainer.emit("message", text=note)
+        return trainer.run()
+    finally:
+        if trainer.run_dir is not None:
+            trainer.run_dir.release()
 

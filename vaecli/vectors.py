@@ -154,6 +154,19 @@ def _tsv_lines(z: np.ndarray, texts: list[str] | None, logvar: np.ndarray | None
         yield "\t".join(fields) + "\n"
 
 
+def _write_npy(out: BinaryIO, z: np.ndarray) -> None:
+    """np.save's bytes through out.write: np.save hands real files to ndarray.tofile, whose
+    errors (a closed pipe, a full disk) lose their errno."""
+    array = np.ascontiguousarray(z, dtype="<f4")
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+    out.write(header.getvalue())
+    flat = memoryview(array.reshape(-1)).cast("B")
+    step = 1 << 20
+    for start in range(0, len(flat), step):
+        out.write(flat[start : start + step])
+
+
 def write_vectors(
     out: BinaryIO,
     vectors: np.ndarray,
@@ -187,7 +200,7 @@ def write_vectors(
     elif fmt == "tsv":
         _write_lines(out, _tsv_lines(z, text_list, lv))
     elif fmt == "npy":
-        np.save(out, z.astype("<f4", copy=False), allow_pickle=False)
+        _write_npy(out, z)
     else:
         tensors = {key: z} if lv is None else {key: z, "logvar": lv}
         metadata = None if text_list is None else {"texts": json.dumps(text_list, ensure_ascii=False)}
@@ -252,6 +265,8 @@ def _read_jsonl(
         except ValueError as err:
             message = getattr(err, "msg", _one_line(err))
             raise InputError(f"{where}: bad JSON ({message}, column {getattr(err, 'colno', '?')})") from None
+        except RecursionError:
+            raise InputError(f"{where}: bad JSON (nested too deeply)") from None
         text = None
         if isinstance(record, dict):
             found = next((k for k in _VECTOR_KEYS if k in record), None)
@@ -345,7 +360,31 @@ def _binary_matrix(array: np.ndarray, name: str, dim: int | None) -> np.ndarray:
     return _to_float32(array, name, lambda i: f"row {i + 1}")
 
 
+def _check_npy_size(data: bytes, name: str) -> None:
+    """Compare the header's shape with the bytes that follow before anything is allocated: a
+    257-byte file may claim a (1e11, 32) array."""
+    stream = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(stream)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = reader(stream)
+    except Exception as err:  # numpy parses the header as a Python literal: ValueError, TokenError, MemoryError...
+        raise InputError(f"{_show(name)} is not a valid .npy file ({_one_line(err)})") from None
+    if dtype.hasobject:
+        return  # refused below, with its own message
+    count = 1
+    for size in shape:
+        count *= int(size)
+    expected, found = count * dtype.itemsize, len(data) - stream.tell()
+    if expected != found:
+        raise InputError(
+            f"{_show(name)} is not a valid .npy file (its header says shape {tuple(shape)}, "
+            f"{expected} bytes of data, but {found} follow)"
+        )
+
+
 def _read_npy(data: bytes, name: str, dim: int | None) -> tuple[np.ndarray, list[str] | None]:
+    _check_npy_size(data, name)
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except ValueError as err:
@@ -361,8 +400,7 @@ def _read_npy(data: bytes, name: str, dim: int | None) -> tuple[np.ndarray, list
     return _binary_matrix(array, name, dim), None
 
 
-def _safetensors_texts(data: bytes, name: str, count: int) -> list[str] | None:
-    header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+def _safetensors_texts(header: dict[str, Any], name: str, count: int) -> list[str] | None:
     raw = (header.get("__metadata__") or {}).get("texts")
     if raw is None:
         return None
@@ -377,11 +415,46 @@ def _safetensors_texts(data: bytes, name: str, count: int) -> list[str] | None:
     return texts
 
 
-def _read_safetensors(data: bytes, name: str, dim: int | None) -> tuple[np.ndarray, list[str] | None]:
+def _safetensors_header(data: bytes, name: str) -> dict[str, Any]:
+    size = int.from_bytes(data[:8], "little")
     try:
-        tensors = safetensors.numpy.load(data)
-    except (SafetensorError, ValueError, TypeError) as err:  # TypeError: dtypes numpy lacks (bf16)
+        if len(data) < 8 or size > len(data) - 8:
+            raise ValueError("the header is longer than the file")
+        header = json.loads(data[8 : 8 + size])
+        if not isinstance(header, dict) or not isinstance(header.get("__metadata__") or {}, dict):
+            raise ValueError("the header is not a JSON object")
+    except (ValueError, RecursionError) as err:
         raise InputError(f"{_show(name)} is not a valid .safetensors file ({_one_line(err)})") from None
+    return header
+
+
+def _without_bf16(data: bytes, header: dict[str, Any]) -> tuple[bytes, set[str]]:
+    """numpy has no bfloat16: relabel BF16 tensors as F16 (same size) so safetensors still checks
+    the whole file; returns the new bytes and the relabelled names (widened after loading)."""
+    names = {k for k, v in header.items() if k != "__metadata__" and isinstance(v, dict) and v.get("dtype") == "BF16"}
+    if not names:
+        return data, names
+    relabelled = {k: ({**v, "dtype": "F16"} if k in names else v) for k, v in header.items()}
+    size = int.from_bytes(data[:8], "little")
+    text = json.dumps(relabelled, separators=(",", ":")).encode()
+    if len(text) > size:
+        raise ValueError("cannot relabel the BF16 header")
+    return data[:8] + text.ljust(size) + data[8 + size :], names  # the format allows space padding
+
+
+def _widen_bf16(array: np.ndarray) -> np.ndarray:
+    """bfloat16 bits (read as float16) -> the same values as float32, exactly."""
+    return (np.ascontiguousarray(array).view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def _read_safetensors(data: bytes, name: str, dim: int | None) -> tuple[np.ndarray, list[str] | None]:
+    header = _safetensors_header(data, name)
+    try:
+        relabelled, bf16 = _without_bf16(data, header)
+        tensors = safetensors.numpy.load(relabelled)
+    except (SafetensorError, ValueError, TypeError, KeyError) as err:  # TypeError/KeyError: dtypes numpy lacks
+        raise InputError(f"{_show(name)} is not a valid .safetensors file ({_one_line(err)})") from None
+    tensors = {k: _widen_bf16(v) if k in bf16 else v for k, v in tensors.items()}
     found = next((k for k in _VECTOR_KEYS if k in tensors), None)
     others = [k for k in tensors if k != "logvar"]
     if found is None and len(others) == 1:  # written with a custom key
@@ -390,7 +463,7 @@ def _read_safetensors(data: bytes, name: str, dim: int | None) -> tuple[np.ndarr
         listed = ", ".join(sorted(tensors)) or "none"
         raise InputError(f'{_show(name)}: no "z", "mu" or "vector" tensor (found: {listed})')
     array = _binary_matrix(tensors[found], name, dim)
-    return array, _safetensors_texts(data, name, len(array))
+    return array, _safetensors_texts(header, name, len(array))
 
 
 def _sniff_binary(data: bytes) -> Format | None:
