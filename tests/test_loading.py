@@ -67,6 +67,7 @@ def test_crafted_sizes_cost_one_line_and_little_memory(saved_t5, saved_causal, t
     dirs["encoder positions"] = crafted(saved_causal, tmp_path / "ep", set_in(["encoder", "max_position_embeddings"], 1_000_000_000))
     script = textwrap.dedent(f"""
         import json, resource, time
+        from transformers import BertModel, LlamaForCausalLM, T5ForConditionalGeneration  # imports are not what is timed
         from vaecli.model import ModelDirError, VAEModel
         for name, path in {json.dumps(dirs)}.items():
             start = time.perf_counter()

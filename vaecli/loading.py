@@ -38,9 +38,9 @@ def read_model_config(directory: Path) -> tuple[dict[str, Any], Any]:
             raise ValueError("no 'vae' settings")
         families = {"seq2seq": Seq2SeqFamily, "causal": CausalFamily}
         name = saved.get("family", "seq2seq")  # format 1 had only encoder-decoders
-        if name not in families:
+        if not isinstance(name, str) or name not in families:
             raise ValueError(f"unknown family {name!r}")
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as e:
         raise ModelDirError(f"{config_path} is not a valid vaecli config ({e.__class__.__name__}: {e})") from None
     return saved, families[name]
 
