@@ -48,20 +48,32 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
+class NoModel(Exception):
+    """No model directory where a command looks for one (exit 1), found before any heavy import."""
+
+
+def _raised(error: Exception, module: str, name: str) -> bool:
+    """Whether `error` is `module.name`, without importing `module` (and torch with it): an error class
+    of a module that was never imported cannot have been raised."""
+    cls = getattr(sys.modules.get(module), name, None)
+    return cls is not None and isinstance(error, cls)
+
+
 @contextmanager
 def handled() -> Iterator[None]:
-    """Turn the library's user-facing errors into one stderr line and an exit code."""
+    """Turn the library's user-facing errors into one stderr line and an exit code.
+
+    Importing nothing heavy here lets a bad option or file fail at once, before torch loads.
+    """
     from vaecli.config import ConfigError
-    from vaecli.infer import VectorSizeError
     from vaecli.io import InputError
-    from vaecli.model import ModelDirError
 
     try:
         yield
-    except (InputError, VectorSizeError, ConfigError) as e:
+    except (InputError, ConfigError) as e:
         err(f"error: {e}")
         raise typer.Exit(EXIT_INPUT) from None
-    except ModelDirError as e:
+    except NoModel as e:
         err(f"error: {e}")
         raise typer.Exit(EXIT_ERROR) from None
     except BrokenPipeError:
@@ -71,6 +83,14 @@ def handled() -> Iterator[None]:
     except KeyboardInterrupt:
         err("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as e:
+        if _raised(e, "vaecli.infer", "VectorSizeError"):
+            err(f"error: {e}")
+            raise typer.Exit(EXIT_INPUT) from None
+        if _raised(e, "vaecli.model", "ModelDirError"):
+            err(f"error: {e}")
+            raise typer.Exit(EXIT_ERROR) from None
+        raise
 
 
 def _silence_stdout() -> None:
@@ -81,14 +101,19 @@ def _silence_stdout() -> None:
         pass  # not a real file (tests' in-process runner)
 
 
-def load_model(model: Path | None) -> Any:
-    quiet_libraries()
-    from vaecli.api import TextVAE
-    from vaecli.model import ModelDirError
-
+def model_path(model: Path | None) -> Path:
+    """--model, else $VAE_MODEL, else ./vae-model; refused at once (before torch loads) when missing."""
     path = model or Path(os.environ.get("VAE_MODEL") or DEFAULT_MODEL)
     if not path.exists():
-        raise ModelDirError(f"no model at {path}; train one with `vae finetune corpus.txt` or pass --model DIR")
+        raise NoModel(f"no model at {path}; train one with `vae finetune corpus.txt` or pass --model DIR")
+    return path
+
+
+def load_model(model: Path | None) -> Any:
+    path = model_path(model)
+    quiet_libraries()
+    from vaecli.api import TextVAE
+
     return TextVAE.from_pretrained(path)
 
 
@@ -117,6 +142,8 @@ def read_input(texts: list[str], input_file: Path | None) -> list[str]:
     if not lines.texts:
         from vaecli.io import InputError
 
+        if input_file is not None and str(input_file) != "-":
+            raise InputError(f"{input_file} has no sentences")
         raise InputError("no sentences given: pass them as arguments, with -i FILE, or on stdin")
     return lines.texts
 
@@ -167,16 +194,25 @@ def finetune(
     """Finetune a pretrained encoder-decoder into a VAE (phase 1, then phase 2); writes a model directory."""
     values = dict(locals())
     with handled():
-        quiet_libraries()
         from vaecli.config import TrainConfig
-        from vaecli.train import Interrupted, RunError, is_main_process
-        from vaecli.train import finetune as run
+        from vaecli.hub import check_backbone_name
+        from vaecli.io import check_text_file
 
         for key in ("resume", "overwrite", "valid"):
             values.pop(key)
         values.update(train_file=str(train_file), valid_file=str(valid) if valid else None, out=str(out))
+        # Options, files and the backbone's name are checked before torch and transformers load (seconds).
+        cfg = TrainConfig(**values)
+        for path in (cfg.train_file, cfg.valid_file):
+            if path:
+                check_text_file(path)
+        if not resume:
+            check_backbone_name(cfg.model)
+        quiet_libraries()
+        from vaecli.train import Interrupted, RunError, is_main_process
+        from vaecli.train import finetune as run
+
         try:
-            cfg = TrainConfig(**values)
             with Reporter() as report:
                 path = run(cfg, report, resume=resume, overwrite=overwrite)
         except RunError as e:
@@ -250,7 +286,6 @@ def encode(
 ) -> None:
     """Sentences -> latent vectors (mu by default)."""
     with handled():
-        from vaecli import infer
         from vaecli.io import InputError, atomic_open
         from vaecli.vectors import write_vectors
 
@@ -259,6 +294,8 @@ def encode(
             raise InputError(f"{fmt} is binary: write it with -o FILE or into a pipe")
         sentences = read_input(texts or [], input_file)
         vae = load_model(model)
+        from vaecli import infer
+
         enc = infer.encode(vae, sentences)
         if enc.truncated:
             err(f"warning: {enc.truncated} sentence(s) longer than {vae.config.max_length} tokens were truncated")
@@ -281,7 +318,6 @@ def decode(
 ) -> None:
     """Latent vectors (any format `encode` writes) -> one sentence per line."""
     with handled():
-        from vaecli import infer
         from vaecli.io import InputError, check_text_file
         from vaecli.vectors import read_vectors
 
@@ -294,6 +330,8 @@ def decode(
         else:
             data, name = sys.stdin.buffer.read(), "<stdin>"
         vae = load_model(model)
+        from vaecli import infer
+
         vectors, _ = read_vectors(data, fmt, name=name, dim=vae.config.latent_dim)
         if not len(vectors):
             raise InputError(f"no vectors in {name}")
@@ -309,9 +347,9 @@ def sample(
 ) -> None:
     """Decode n draws from the prior."""
     with handled():
+        vae = load_model(model)
         from vaecli import infer
 
-        vae = load_model(model)
         z = infer.prior(vae, n, scale, seed)
         out_lines(infer.decode(vae, z, beam=beam, sample=sample_tokens, top_p=top_p, temperature=temperature, seed=seed))
 
@@ -326,9 +364,9 @@ def interpolate(
 ) -> None:
     """Decode a path through latent space from A's encoding to B's."""
     with handled():
+        vae = load_model(model)
         from vaecli import infer
 
-        vae = load_model(model)
         mu = infer.encode(vae, [a, b]).mu
         t, points = infer.path(mu[0], mu[1], steps, slerp)
         texts = infer.decode(vae, points, beam=beam)
@@ -354,9 +392,9 @@ def paraphrase(
 ) -> None:
     """Distinct sentences decoded from around TEXT's posterior (TEXT itself left out)."""
     with handled():
+        vae = load_model(model)
         from vaecli import infer
 
-        vae = load_model(model)
         found = infer.paraphrase(vae, text, n, scale=scale, seed=seed, beam=beam, sample=sample_tokens, top_p=top_p, temperature=temperature)
         if len(found) < n:
             err(f"found {len(found)} distinct paraphrase(s) of {n}; try a larger --scale")
@@ -375,13 +413,13 @@ def steer(
     with handled():
         from vaecli.io import read_lines
 
-        vae = load_model(model)
         src, dst = read_lines(path=str(source)).texts, read_lines(path=str(target)).texts
         for name, lines in ((source, src), (target, dst)):
             if not lines:
                 from vaecli.io import InputError
 
                 raise InputError(f"{name} has no sentences")
+        vae = load_model(model)
         out_lines([vae.steer(text, src, dst, alpha, beam=beam)])
 
 
@@ -411,7 +449,6 @@ def evaluate(
     with handled():
         import json
 
-        from vaecli.evaluate import evaluate as run
         from vaecli.io import read_lines
 
         texts = read_lines(path=str(test_file)).texts[:limit]
@@ -420,6 +457,8 @@ def evaluate(
 
             raise InputError(f"{test_file} has no sentences")
         vae = load_model(model)
+        from vaecli.evaluate import evaluate as run
+
         result = run(vae, texts, iw_samples=iw_samples, batch_size=batch_size, seed=seed, bleu=not no_bleu)
         if as_json or not sys.stdout.isatty():
             print(json.dumps(result))
