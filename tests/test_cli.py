@@ -497,3 +497,47 @@ def test_broken_pipe_is_quiet(trained, tmp_path):
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
     assert stderr == ""
     assert (tmp_path / "status").read_text().strip() == "0"
+
+
+# -- help text -----------------------------------------------------------------------------------------
+
+
+def help_lines(*command: str) -> list[str]:
+    """`vae COMMAND --help` on a wide terminal, box drawing removed, runs of spaces squeezed."""
+    result = runner.invoke(app, [*command, "--help"], prog_name="vae", env={"COLUMNS": "250"}, terminal_width=250)
+    ok(result)
+    lines = [" ".join(line.strip(" │╭╮╰╯─").split()) for line in result.stdout.splitlines()]
+    return [line for line in lines if line]
+
+
+def test_help_shows_defaults_metavars_and_flags():
+    encode = help_lines("encode")
+    assert encode[0] == "Usage: vae encode [OPTIONS] [TEXT]..."
+    assert "--model -m <path> Model directory [default: $VAE_MODEL, else ./vae-model]." in encode
+    assert "--sample Draw z ~ q(z|x) instead of the mean mu." in encode
+    assert "--with-logvar Add the posterior log-variance." in encode
+    assert "TEXT <list[str]> Sentences (default: -i FILE or stdin, one per line; a lone - is stdin)." in encode
+
+    finetune = help_lines("finetune")
+    assert finetune[0] == "Usage: vae finetune [OPTIONS] {TRAIN_FILE}"
+    assert "--batch-size <int> Sentences per optimizer step, all processes together (the global batch). [default: 32]" in finetune
+    assert "--freeze-decoder Phase 1: keep the decoder's pretrained weights fixed." in finetune
+
+    plot = help_lines("plot")
+    assert plot[0] == "Usage: vae plot [OPTIONS] [RUN_DIR]"
+    assert "RUN_DIR <path> A `vae finetune` output directory [default: --model, $VAE_MODEL, else ./vae-model]." in plot
+    assert "--sentences <path> Sentences for the latent map [default: the run's --valid file]." in plot
+    assert "--model -m <path> Model directory [default: $VAE_MODEL, else ./vae-model]." in plot
+
+    assert help_lines("interpolate")[0] == "Usage: vae interpolate [OPTIONS] {A} {B}"
+    assert help_lines("analogy")[0] == "Usage: vae analogy [OPTIONS] {A} {B} {C}"
+    assert help_lines("evaluate")[0] == "Usage: vae evaluate [OPTIONS] {TEST_FILE}"
+    for command in ("finetune", "encode", "decode", "sample", "interpolate", "paraphrase", "steer", "analogy", "evaluate", "plot"):
+        flags = [line for line in help_lines(command) if "<bool>" in line]
+        assert [line.split()[0] for line in flags] == ["--help"], command  # typer's own --help keeps its label
+
+
+def test_encode_lone_dash_reads_stdin(trained, mu):
+    result = invoke("encode", "-", model=trained, input=lines_of(TEXTS))
+    ok(result)
+    assert result.stdout_bytes == vectors_bytes(mu, TEXTS, "jsonl", key="mu")

@@ -24,6 +24,13 @@ def test_plot_writes_curves_and_latent_map(t5_dir, corpus, valid, tmp_path):
         data = (run / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
 
+    # RUN_DIR defaults like every command's --model: --model, then $VAE_MODEL, then ./vae-model
+    figures = tmp_path / "figures"
+    for args, env in ((["--model", str(run)], {}), ([], {"VAE_MODEL": str(run)})):
+        r = CliRunner().invoke(app, ["plot", *args, "--out", str(figures), "--sentences", str(valid), "--limit", "50"], env=env)
+        assert r.exit_code == 0, r.output
+        assert r.stdout.splitlines() == [str(figures / "curves.png"), str(figures / "latent-map.png")]
+
 
 def test_plot_without_metrics_is_one_line(tmp_path):
     r = CliRunner().invoke(app, ["plot", str(tmp_path)])

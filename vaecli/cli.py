@@ -24,9 +24,10 @@ app = typer.Typer(
 EXIT_ERROR, EXIT_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 DEFAULT_MODEL = "vae-model"
 
-ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model directory [default: $VAE_MODEL, else ./vae-model].")]
+FLAG = ""  # metavar of on/off flags: rich help would otherwise show them taking a <bool> value
+ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model directory \\[default: $VAE_MODEL, else ./vae-model].")]
 BeamOpt = Annotated[int, typer.Option(min=1, help="Beam width (1 = greedy).")]
-SampleOpt = Annotated[bool, typer.Option("--sample", help="Sample tokens (nucleus) instead of greedy/beam decoding.")]
+SampleOpt = Annotated[bool, typer.Option("--sample", metavar=FLAG, help="Sample tokens (nucleus) instead of greedy/beam decoding.")]
 TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus mass when sampling.")]
 TempOpt = Annotated[float, typer.Option(min=0.0, help="Softmax temperature when sampling.")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="Random seed (makes sampling reproducible).")]
@@ -136,6 +137,9 @@ def check_format(fmt: str) -> None:
 def read_input(texts: list[str], input_file: Path | None) -> list[str]:
     from vaecli.io import read_lines
 
+    if texts == ["-"] and input_file is None:  # a lone `-` means stdin, as in every Unix tool
+        texts = []
+
     lines = read_lines(texts, str(input_file) if input_file else None, sys.stdin.buffer)
     if lines.blank:
         err(f"skipped {lines.blank} blank line(s)")
@@ -153,7 +157,7 @@ def read_input(texts: list[str], input_file: Path | None) -> list[str]:
 
 @app.command()
 def finetune(
-    train_file: Annotated[Path, typer.Argument(help="Training sentences, one per line.")],
+    train_file: Annotated[Path, typer.Argument(metavar="TRAIN_FILE", help="Training sentences, one per line.")],
     valid: Annotated[Optional[Path], typer.Option(help="Validation sentences (default: hold out 5% of TRAIN_FILE).")] = None,
     model: Annotated[
         str, typer.Option("--model", "-m", help="Backbone: minilm (embedded), a hub name (t5-small), a local directory, or a phase-1 output.")
@@ -164,7 +168,7 @@ def finetune(
     phase2_steps: Annotated[int, typer.Option(help="Optimizer steps of phase 2.")] = 2000,
     phase1_epochs: Annotated[Optional[float], typer.Option(help="Phase 1 length in epochs (overrides steps).")] = None,
     phase2_epochs: Annotated[Optional[float], typer.Option(help="Phase 2 length in epochs (overrides steps).")] = None,
-    freeze_decoder: Annotated[bool, typer.Option("--freeze-decoder", help="Phase 1: keep the decoder's pretrained weights fixed.")] = False,
+    freeze_decoder: Annotated[bool, typer.Option("--freeze-decoder", metavar=FLAG, help="Phase 1: keep the decoder's pretrained weights fixed.")] = False,
     phase1_denoise: Annotated[float, typer.Option(help="Phase 1: fraction of input tokens deleted.")] = 0.0,
     denoise: Annotated[float, typer.Option(help="Phase 2: fraction of input tokens deleted (targets stay clean).")] = 0.15,
     beta_schedule: Annotated[str, typer.Option(help="constant, linear or cyclical (over the real phase-2 steps).")] = "cyclical",
@@ -176,7 +180,7 @@ def finetune(
     pooling: Annotated[str, typer.Option(help="mean or max (padding masked).")] = "mean",
     injection: Annotated[str, typer.Option(help="memory, prefix or embedding.")] = "memory",
     memory_slots: Annotated[int, typer.Option(help="Vectors z becomes under memory injection.")] = 4,
-    batch_size: Annotated[int, typer.Option(help="Sentences per step (per process).")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Sentences per optimizer step, all processes together (the global batch).")] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-4,
     warmup: Annotated[float, typer.Option(help="Fraction of each phase warming the LR up.")] = 0.05,
     clip: Annotated[float, typer.Option(help="Gradient-norm clipping (0 = off).")] = 1.0,
@@ -188,8 +192,8 @@ def finetune(
     save_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 200,
     patience: Annotated[int, typer.Option(help="Phase-2 early stopping patience in validations (0 = off).")] = 0,
     threads: Annotated[int, typer.Option(help="torch threads (0 = default).")] = 0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", metavar=FLAG, help="Continue the interrupted run in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", metavar=FLAG, help="Replace an existing --out.")] = False,
 ) -> None:
     """Finetune a pretrained encoder-decoder into a VAE (phase 1, then phase 2); writes a model directory."""
     values = dict(locals())
@@ -275,12 +279,14 @@ class Reporter:
 
 @app.command()
 def encode(
-    texts: Annotated[Optional[list[str]], typer.Argument(help="Sentences (default: -i FILE or stdin, one per line).")] = None,
+    texts: Annotated[
+        Optional[list[str]], typer.Argument(metavar="TEXT", help="Sentences (default: -i FILE or stdin, one per line; a lone - is stdin).")
+    ] = None,
     input_file: Annotated[Optional[Path], typer.Option("--input", "-i", help="Read sentences from FILE ('-' = stdin).")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl, tsv, npy or safetensors.")] = "jsonl",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to FILE (atomically) instead of stdout.")] = None,
-    sample: Annotated[bool, typer.Option("--sample", help="Draw z ~ q(z|x) instead of the mean mu.")] = False,
-    with_logvar: Annotated[bool, typer.Option("--with-logvar", help="Add the posterior log-variance.")] = False,
+    sample: Annotated[bool, typer.Option("--sample", metavar=FLAG, help="Draw z ~ q(z|x) instead of the mean mu.")] = False,
+    with_logvar: Annotated[bool, typer.Option("--with-logvar", metavar=FLAG, help="Add the posterior log-variance.")] = False,
     seed: SeedOpt = None,
     model: ModelOpt = None,
 ) -> None:
@@ -356,10 +362,10 @@ def sample(
 
 @app.command()
 def interpolate(
-    a: Annotated[str, typer.Argument(help="Start sentence.")],
-    b: Annotated[str, typer.Argument(help="End sentence.")],
+    a: Annotated[str, typer.Argument(metavar="A", help="Start sentence.")],
+    b: Annotated[str, typer.Argument(metavar="B", help="End sentence.")],
     steps: Annotated[int, typer.Option(min=2, help="Points on the path, both ends included.")] = 5,
-    slerp: Annotated[bool, typer.Option("--slerp", help="Spherical instead of linear path.")] = False,
+    slerp: Annotated[bool, typer.Option("--slerp", metavar=FLAG, help="Spherical instead of linear path.")] = False,
     beam: BeamOpt = 1, model: ModelOpt = None,
 ) -> None:
     """Decode a path through latent space from A's encoding to B's."""
@@ -384,7 +390,7 @@ def interpolate(
 
 @app.command()
 def paraphrase(
-    text: Annotated[str, typer.Argument(help="The sentence.")],
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="The sentence.")],
     n: Annotated[int, typer.Option("-n", min=1, help="How many paraphrases (at most).")] = 5,
     scale: Annotated[float, typer.Option(min=0.0, help="Scale of the posterior's standard deviation.")] = 1.0,
     beam: BeamOpt = 1, sample_tokens: SampleOpt = False, top_p: TopPOpt = 1.0, temperature: TempOpt = 1.0,
@@ -403,7 +409,7 @@ def paraphrase(
 
 @app.command()
 def steer(
-    text: Annotated[str, typer.Argument(help="The sentence to move.")],
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="The sentence to move.")],
     source: Annotated[Path, typer.Option("--from", help="Sentences with the attribute to move away from.")],
     target: Annotated[Path, typer.Option("--to", help="Sentences with the attribute to move towards.")],
     alpha: Annotated[float, typer.Option(help="How far along mean(to) - mean(from).")] = 1.0,
@@ -425,7 +431,7 @@ def steer(
 
 @app.command()
 def analogy(
-    a: Annotated[str, typer.Argument()], b: Annotated[str, typer.Argument()], c: Annotated[str, typer.Argument()],
+    a: Annotated[str, typer.Argument(metavar="A")], b: Annotated[str, typer.Argument(metavar="B")], c: Annotated[str, typer.Argument(metavar="C")],
     beam: BeamOpt = 1, model: ModelOpt = None,
 ) -> None:
     """A is to B as C is to ...: decodes C + (B - A)."""
@@ -436,13 +442,13 @@ def analogy(
 
 @app.command()
 def evaluate(
-    test_file: Annotated[Path, typer.Argument(help="Test sentences, one per line.")],
+    test_file: Annotated[Path, typer.Argument(metavar="TEST_FILE", help="Test sentences, one per line.")],
     iw_samples: Annotated[int, typer.Option(min=1, help="Importance samples for NLL and PPL (Optimus: 100).")] = 100,
     batch_size: Annotated[int, typer.Option(min=1, help="Sentences per batch.")] = 32,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N sentences.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the z samples.")] = 0,
-    no_bleu: Annotated[bool, typer.Option("--no-bleu", help="Skip the greedy reconstructions (BLEU, exact match).")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    no_bleu: Annotated[bool, typer.Option("--no-bleu", metavar=FLAG, help="Skip the greedy reconstructions (BLEU, exact match).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar=FLAG, help="One JSON object on stdout.")] = False,
     model: ModelOpt = None,
 ) -> None:
     """Rec, KL, -ELBO, IW-NLL, PPL, MI, AU, z-shuffle gap, reconstruction BLEU and exact match."""
@@ -476,10 +482,13 @@ def evaluate(
 
 @app.command()
 def plot(
-    run_dir: Annotated[Path, typer.Argument(help="A `vae finetune` output directory.")] = Path(DEFAULT_MODEL),
-    sentences: Annotated[Optional[Path], typer.Option(help="Sentences for the latent map [default: the run's --valid file].")] = None,
+    run_dir: Annotated[
+        Optional[Path], typer.Argument(metavar="RUN_DIR", help="A `vae finetune` output directory \\[default: --model, $VAE_MODEL, else ./vae-model].")
+    ] = None,
+    sentences: Annotated[Optional[Path], typer.Option(help="Sentences for the latent map \\[default: the run's --valid file].")] = None,
     limit: Annotated[int, typer.Option(min=2, help="At most this many sentences on the map.")] = 1000,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for the PNGs [default: RUN_DIR].")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the PNGs \\[default: RUN_DIR].")] = None,
+    model: ModelOpt = None,
 ) -> None:
     """PNG figures: training curves (Rec, KL, beta, MI, AU, shuffle gap) and a PCA map of encoded sentences."""
     with handled():
@@ -487,6 +496,9 @@ def plot(
 
         from vaecli.io import InputError, read_lines
 
+        if run_dir is not None and model is not None and run_dir != model:
+            raise InputError("give the run directory as RUN_DIR or as --model, not both")
+        run_dir = run_dir or model or Path(os.environ.get("VAE_MODEL") or DEFAULT_MODEL)
         try:
             from vaecli.plot import plot_curves, plot_latent_map, read_metrics
         except ImportError:

@@ -118,7 +118,7 @@ class TrainConfig:
     memory_slots: int = 4
     """Vectors z becomes under memory injection."""
     batch_size: int = 32
-    """Sentences per optimizer step (per process)."""
+    """Sentences per optimizer step, all processes together (the global batch, split across processes)."""
     lr: float = 1e-4
     """Peak learning rate (AdamW)."""
     warmup: float = 0.05
