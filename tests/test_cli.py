@@ -78,7 +78,15 @@ def trained(t5_dir, tmp_path_factory) -> Path:
     )
     ok(result)
     assert result.stdout == f"{out}\n"  # stdout: only the model path
-    assert f"model saved in {out}" in result.stderr
+    valid = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"valid"' in line]
+    kept = [r for r in valid if r["phase"] == 2 and r["best"]][-1]
+    assert result.stderr.splitlines()[-1] == (
+        f"model saved in {out}: phase 2 step {kept['step']}, the best validation rec ({kept['rec']:.3f}; kl {kept['kl']:.3f} "
+        f"au {kept['au']}/8 mi {kept['mi']:.3f} gap {kept['gap']:.3f})"
+    )
+    # off a terminal, a progress line at each phase's first step (then every 30 s)
+    progress = [line for line in result.stderr.splitlines() if "/15: rec " in line]
+    assert [line.split(":")[0] for line in progress][:1] == ["phase 1 step 1/15"] and "phase 2 step 1/15" in [p.split(":")[0] for p in progress]
     for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "training.json", "metrics.jsonl"):
         assert (out / name).is_file(), name
     for name in ("config.json", "model.safetensors", "tokenizer.json", "optimizer.safetensors", "trainer_state.json"):
@@ -541,3 +549,28 @@ def test_encode_lone_dash_reads_stdin(trained, mu):
     result = invoke("encode", "-", model=trained, input=lines_of(TEXTS))
     ok(result)
     assert result.stdout_bytes == vectors_bytes(mu, TEXTS, "jsonl", key="mu")
+
+
+def test_progress_lines_off_a_terminal_at_a_steady_interval_in_time(capsys):
+    """A pipe or a log gets a progress line at the first step, then one per 30 s of the clock, whatever the step count."""
+    from vaecli.cli import Reporter
+
+    now = [0.0]
+    with Reporter(every=30.0, clock=lambda: now[0]) as report:
+        for phase, times in ((1, [2.0, 10.0, 32.0, 40.0, 62.0]), (2, [63.0, 64.0])):
+            report({"kind": "phase", "phase": phase, "total": 100, "start": 0})
+            for step, t in enumerate(times, start=1):
+                now[0] = t
+                report({"kind": "step", "phase": phase, "step": step, "total": 100, "rec": 55.123, "kl": 3.25 * step,
+                        "beta": 0.5 * (phase - 1), "steps_per_s": 0.5, "loss": 0.0, "lr": 1e-4})
+        report({"kind": "valid", "phase": 2, "step": 2, "best": True, "dims": 32, "rec": 54.5, "kl": 10.0, "elbo": 64.5, "au": 29,
+                "mi": 3.0, "gap": 3.5})
+        report({"kind": "kept", "phase": 2, "step": 2, "dims": 32, "rec": 54.5})
+    assert capsys.readouterr().err.splitlines() == [
+        "phase 1 step 1/100: rec 55.12 kl 3.25 beta 0.00, 0.50 steps/s, ETA 3m18s",
+        "phase 1 step 3/100: rec 55.12 kl 9.75 beta 0.00, 0.50 steps/s, ETA 3m14s",
+        "phase 1 step 5/100: rec 55.12 kl 16.25 beta 0.00, 0.50 steps/s, ETA 3m10s",
+        "phase 2 step 1/100: rec 55.12 kl 3.25 beta 0.50, 0.50 steps/s, ETA 3m18s",
+        "phase 2 step 2: valid rec 54.500 kl 10.000 -elbo 64.500 au 29/32 mi 3.000 gap 3.500 (best, saved)",
+    ]
+    assert report.kept["step"] == 2

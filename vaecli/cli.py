@@ -187,10 +187,10 @@ def finetune(
     max_length: Annotated[int, typer.Option(help="Longest input in subword tokens; longer lines are truncated.")] = 64,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     bf16: Annotated[str, typer.Option(help="bf16 autocast: auto, yes or no.")] = "auto",
-    valid_every: Annotated[int, typer.Option(help="Validate every N steps.")] = 200,
+    valid_every: Annotated[int, typer.Option(help="Validate every N steps; the weights of the best validation Rec are kept.")] = 200,
     valid_size: Annotated[int, typer.Option(help="At most this many validation sentences.")] = 1000,
     save_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 200,
-    patience: Annotated[int, typer.Option(help="Phase-2 early stopping patience in validations (0 = off).")] = 0,
+    patience: Annotated[int, typer.Option(help="Phase-2 early stopping after N validations without a better Rec (0 = off).")] = 0,
     threads: Annotated[int, typer.Option(help="torch threads (0 = default).")] = 0,
     resume: Annotated[bool, typer.Option("--resume", metavar=FLAG, help="Continue the interrupted run in --out.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", metavar=FLAG, help="Replace an existing --out.")] = False,
@@ -226,12 +226,39 @@ def finetune(
             err(str(e))
             raise typer.Exit(EXIT_INTERRUPTED) from None
         if is_main_process():
-            err(f"model saved in {path}")
+            err(f"model saved in {path}" + (f": {kept_text(report.kept)}" if report.kept else ""))
             print(path)
 
 
+def kept_text(kept: dict[str, Any]) -> str:
+    """Which validation the saved weights are: the best validation Rec (vaecli.train.keep_score)."""
+    return (f"phase {kept['phase']} step {kept['step']}, the best validation rec ({kept['rec']:.3f}; kl {kept['kl']:.3f} "
+            f"au {kept['au']}/{kept['dims']} mi {kept['mi']:.3f} gap {kept['gap']:.3f})")
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+PROGRESS_EVERY_S = 30.0  # off a terminal, one progress line per this many seconds (and the first step)
+
+
 class Reporter:
-    """Training events -> a rich progress bar on a terminal, plain lines otherwise (both on stderr)."""
+    """Training events -> a rich progress bar on a terminal, plain lines otherwise (both on stderr).
+
+    Off a terminal (a pipe, a log, CI) a progress line is printed at each phase's first step and
+    then every `every` seconds of `clock`, however long a step takes.
+    """
+
+    def __init__(self, every: float = PROGRESS_EVERY_S, clock: Any = None) -> None:
+        import time
+
+        self.every = every
+        self.clock = clock or time.monotonic
+        self.last_line: float | None = None
+        self.kept: dict[str, Any] | None = None
 
     def __enter__(self) -> Reporter:
         from rich.console import Console
@@ -259,17 +286,31 @@ class Reporter:
                 f"{event['train']} training / {event['valid']} validation sentences; "
                 f"{event['blank']} blank line(s) skipped, {event['truncated']} truncated to --max-length"
             )
-        elif kind == "phase" and self.progress is not None:
-            self.task = self.progress.add_task("", total=event["total"], completed=event["start"], phase=event["phase"], stats="")
+        elif kind == "phase":
+            self.last_line = None
+            if self.progress is not None:
+                self.task = self.progress.add_task("", total=event["total"], completed=event["start"], phase=event["phase"], stats="")
         elif kind == "step" and self.progress is not None and self.task is not None:
             stats = f"rec {event['rec']:.2f} kl {event['kl']:.2f} beta {event['beta']:.2f} {event['steps_per_s']:.2f} steps/s"
             self.progress.update(self.task, completed=event["step"], stats=stats)
+        elif kind == "step" and self.progress is None:
+            now = self.clock()
+            if self.last_line is None or now - self.last_line >= self.every:
+                self.last_line = now
+                rate = event["steps_per_s"]
+                eta = duration((event["total"] - event["step"]) / rate) if rate > 0 else "?"
+                self.console.print(
+                    f"phase {event['phase']} step {event['step']}/{event['total']}: rec {event['rec']:.2f} kl {event['kl']:.2f} "
+                    f"beta {event['beta']:.2f}, {rate:.2f} steps/s, ETA {eta}"
+                )
         elif kind == "valid":
             mark = " (best, saved)" if event["best"] else ""
             self.console.print(
                 f"phase {event['phase']} step {event['step']}: valid rec {event['rec']:.3f} kl {event['kl']:.3f} "
-                f"-elbo {event['elbo']:.3f} au {event['au']} mi {event['mi']:.3f} gap {event['gap']:.3f}{mark}"
+                f"-elbo {event['elbo']:.3f} au {event['au']}/{event['dims']} mi {event['mi']:.3f} gap {event['gap']:.3f}{mark}"
             )
+        elif kind == "kept":
+            self.kept = event
         elif kind == "message":
             self.console.print(event["text"])
 

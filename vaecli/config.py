@@ -140,7 +140,7 @@ class TrainConfig:
     save_every: int = 200
     """Checkpoint every N steps (and at the end of each phase)."""
     patience: int = 0
-    """Phase 2 early stopping after this many validations without a better -ELBO; 0 disables."""
+    """Phase 2 early stopping after this many validations without a better validation Rec; 0 disables."""
     threads: int = 0
     """torch threads; 0 = torch's default."""
 
