@@ -490,23 +490,30 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Seed of the z samples.")] = 0,
     no_bleu: Annotated[bool, typer.Option("--no-bleu", metavar=FLAG, help="Skip the greedy reconstructions (BLEU, exact match).")] = False,
     as_json: Annotated[bool, typer.Option("--json", metavar=FLAG, help="One JSON object on stdout.")] = False,
+    bf16: Annotated[str, typer.Option(help="bf16 autocast: auto (as finetune), yes or no.")] = "auto",
+    threads: Annotated[int, typer.Option(min=0, help="torch threads (0 = default; 1 is faster on a busy machine).")] = 0,
     model: ModelOpt = None,
 ) -> None:
     """Rec, KL, -ELBO, IW-NLL, PPL, MI, AU, z-shuffle gap, reconstruction BLEU and exact match."""
     with handled():
         import json
 
-        from vaecli.io import read_lines
+        from vaecli.io import InputError, read_lines
 
         texts = read_lines(path=str(test_file)).texts[:limit]
         if not texts:
-            from vaecli.io import InputError
-
             raise InputError(f"{test_file} has no sentences")
+        if bf16 not in ("auto", "yes", "no"):
+            raise InputError("--bf16 must be auto, yes or no")
         vae = load_model(model)
         from vaecli.evaluate import evaluate as run
 
-        result = run(vae, texts, iw_samples=iw_samples, batch_size=batch_size, seed=seed, bleu=not no_bleu)
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        with StageProgress() as progress:
+            result = run(vae, texts, iw_samples=iw_samples, batch_size=batch_size, seed=seed, bleu=not no_bleu, bf16=bf16, progress=progress)
         if as_json or not sys.stdout.isatty():
             print(json.dumps(result))
             return
@@ -514,11 +521,71 @@ def evaluate(
         from rich.table import Table
 
         table = Table("metric", "value", "unit", title=f"{test_file} ({result['sentences']} sentences)")
-        for key, label, unit in METRIC_ROWS:
-            if key in result:
-                value = result[key]
-                table.add_row(label, f"{value:.3f}" if isinstance(value, float) else str(value), unit)
+        for row in metric_rows(result):
+            table.add_row(*row)
         Console(emoji=False).print(table)
+
+
+def metric_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(metric, value, unit) rows of evaluate's table."""
+    rows = []
+    for key, label, unit in METRIC_ROWS:
+        if key in result:
+            value = result[key]
+            if key == "au":
+                text = f"{value} / {result['latent_dim']}"
+            else:
+                text = f"{value:.3f}" if isinstance(value, float) else str(value)
+            rows.append((label, text, unit))
+    return rows
+
+
+class StageProgress:
+    """`vae evaluate`'s progress(stage, done, total) on stderr: a rich bar per stage on a terminal;
+    otherwise a line at each stage's first report, then every `every` seconds of `clock`."""
+
+    def __init__(self, every: float = PROGRESS_EVERY_S, clock: Any = None) -> None:
+        import time
+
+        self.every = every
+        self.clock = clock or time.monotonic
+        self.tasks: dict[str, Any] = {}
+        self.started: dict[str, float] = {}
+        self.last_line: float | None = None
+        self.mark = self.clock()  # the last report of any stage: where the next stage began
+
+    def __enter__(self) -> StageProgress:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+        self.progress = None
+        if self.console.is_terminal:
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("sentences"),
+                                     TimeRemainingColumn(), console=self.console, transient=True)
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            if stage not in self.tasks:
+                self.tasks[stage] = self.progress.add_task(stage, total=total)
+            self.progress.update(self.tasks[stage], completed=done)
+            return
+        now, begun = self.clock(), self.mark
+        self.mark = now
+        first = stage not in self.started
+        if first:
+            self.started[stage] = begun
+        if first or now - (self.last_line or now) >= self.every:
+            self.last_line = now
+            elapsed = now - self.started[stage]
+            eta = f", ETA {duration(elapsed / done * (total - done))}" if elapsed > 0 and 0 < done < total else ""
+            self.console.print(f"evaluate: {stage} {done}/{total} sentences{eta}")
 
 
 @app.command()
@@ -573,9 +640,9 @@ METRIC_ROWS = [
     ("ppl", "PPL", "per subword token, EOS counted"),
     ("ppl_word", "PPL per word", "whitespace words, EOS not counted"),
     ("mi", "MI", "nats, aggregate posterior over the whole set"),
-    ("au", "AU", "of latent dims, Cov(mu) >= 0.01"),
+    ("au", "AU", "active / latent dims, Cov(mu) >= 0.01"),
     ("shuffle_gap", "z-shuffle gap", "nats/sentence; ~0 = z ignored"),
-    ("bleu", "BLEU", "greedy from mu, corpus BLEU-4"),
+    ("bleu", "BLEU", "greedy from mu, corpus BLEU-4 (sacrebleu, 13a tokenisation)"),
     ("exact_match", "exact match", "fraction of sentences"),
 ]
 
