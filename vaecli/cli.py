@@ -617,9 +617,10 @@ def plot(
             raise InputError(str(e)) from None
         folder = out or run_dir
         folder.mkdir(parents=True, exist_ok=True)
-        written = [plot_curves(records, folder / "curves.png")]
+        training = json.loads((run_dir / "training.json").read_text()) if (run_dir / "training.json").is_file() else {}
+        written = [plot_curves(records, folder / "curves.png", training)]
         if sentences is None:
-            config = json.loads((run_dir / "training.json").read_text()).get("config", {}) if (run_dir / "training.json").is_file() else {}
+            config = training.get("config", {})
             sentences = Path(config["valid_file"]) if config.get("valid_file") else None
         if sentences is not None:
             texts = read_lines(path=str(sentences)).texts[:limit]
