@@ -574,3 +574,23 @@ def test_progress_lines_off_a_terminal_at_a_steady_interval_in_time(capsys):
         "phase 2 step 2: valid rec 54.500 kl 10.000 -elbo 64.500 au 29/32 mi 3.000 gap 3.500 (best, saved)",
     ]
     assert report.kept["step"] == 2
+
+
+def test_examples_api_runs_every_call_of_the_readme(trained):
+    """examples/api.py makes each call of the README's Python API section, and runs."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Python API"):]
+    block = section[section.index("```python") : section.index("```", section.index("```python") + 3)]
+    calls = set(re.findall(r"\bvae(\.\w+)?\(", block))
+    assert {".encode", ".decode", ".sample", ".interpolate", ".paraphrase", ".steer", ".analogy", ".tokenizer", ""} <= calls
+    example = (root / "examples" / "api.py").read_text(encoding="utf-8")
+    assert calls <= set(re.findall(r"\bvae(\.\w+)?\(", example))
+    env = dict(os.environ, VAE_MODEL=str(trained), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(root / "examples" / "api.py")], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    printed = [line.split(":")[0] for line in proc.stdout.splitlines()]
+    assert printed == ["latent size", "reconstructions", "beam search", "interpolation", "slerp", "prior samples", "paraphrases",
+                       "steered", "analogy", "forward"]

@@ -30,3 +30,20 @@ def test_slow_marker_matches_the_readme():
     assert marker == "slow: tests too long for the default suite (deselected by default; run with -m slow); none yet"
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
     assert "Tests too long for the default suite belong under the `slow` marker (`pytest -m slow`); none needs it yet." in readme
+
+
+def test_quick_start_by_hand_is_the_makefile_command():
+    """The README's by-hand quick start runs the same `vae finetune` as `make quickstart` (so the quoted lines appear)."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8").replace("\\\n", " ")
+    (make_line,) = [line for line in makefile.splitlines() if "$(VAE) finetune" in line]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (readme_line,) = [line for line in readme.splitlines() if line.startswith("vae finetune examples/wordnet/train.txt")]
+    assert readme_line.split() == make_line.replace("$(VAE)", "vae").split()
+
+
+def test_readme_timings_say_which_machine():
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert "on an **idle machine** (2 CPU cores, install included): 3 min 14 s" in readme
+    assert "in 1.5-2.5 minutes on 2 idle cores" in readme
+    assert readme.count("On this project's machine (2 CPU cores") == 1  # "Measured" opened with it twice
+    assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in readme
