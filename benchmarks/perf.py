@@ -9,6 +9,11 @@
 | peak RSS of VAE training / plain finetuning (separate processes)           | <= 1.10 |
 | vaecli encode sentences/s / sentence-transformers encode, same weights     | >= 1.0  |
 | vaecli greedy decode sentences/s / HF generate, same model and z           | >= 1.0  |
+| time to a usage error (`vae encode -f nope x`, ...) / time of `vae --help`  | <= 2.0  |
+| `vae evaluate` sentences/s at K=100 / 6.67 (2,000 sentences in 5 minutes)   | >= 1.0  |
+
+    python benchmarks/perf.py --only startup    # just the usage-error timings (a few seconds)
+    python benchmarks/perf.py --only evaluate --eval-n 50   # just evaluate's throughput
 
 Timings alternate between the two sides round by round and take medians: these machines are
 noisy, so only ratios measured in the same run mean anything.
@@ -156,6 +161,56 @@ def decode_fns(vae, n: int, max_new: int, device: str):
     return ours, theirs, same
 
 
+# -- time to a usage error ---------------------------------------------------------------------------
+
+USAGE_ERRORS = {
+    "vae encode -f nope x": ["encode", "-f", "nope", "x"],
+    "vae finetune missing.txt": ["finetune", "missing.txt"],
+    "vae finetune train.txt --model nosuch-model": ["finetune", str(ROOT / "examples" / "wordnet" / "train.txt"), "--model", "nosuch-model"],
+}
+
+
+def cli_seconds(argv: list[str]) -> float:
+    """Wall time of one `python -m vaecli ARGV` process, start to exit."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "vaecli", *argv], env=env, capture_output=True, check=False)
+    return time.perf_counter() - start
+
+
+def startup_rows(rounds: int) -> list[tuple]:
+    """Each usage error against `vae --help`, alternating, medians: an error must not wait for torch."""
+    rows = []
+    for name, argv in USAGE_ERRORS.items():
+        t_err, t_help = alternate(lambda: cli_seconds(argv), lambda: cli_seconds(["--help"]), rounds)
+        rows.append((f"time to a usage error, `{name}` / `vae --help` (s)", t_err, t_help, t_err / t_help, "<= 2.0"))
+    return rows
+
+
+# -- evaluate's throughput --------------------------------------------------------------------------
+
+EVAL_TARGET = 2000 / 300  # sentences/s: 2,000 sentences with K=100 in 5 minutes
+
+
+def evaluate_row(vae, texts: list[str], k: int) -> tuple:
+    """One `vaecli.evaluate.evaluate` over `texts` (all metrics, BLEU included) with K importance samples."""
+    from vaecli.evaluate import evaluate
+
+    vae.eval()
+    start = time.perf_counter()
+    evaluate(vae, texts, iw_samples=k)
+    rate = len(texts) / (time.perf_counter() - start)
+    return (f"`vae evaluate` at K={k}, {len(texts)} sentences (sentences/s) / the target 2,000 in 5 min", rate, EVAL_TARGET,
+            rate / EVAL_TARGET, ">= 1.0")
+
+
+def print_rows(rows: list[tuple]) -> None:
+    print("| measure | vaecli | baseline | ratio | target |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, a, b, ratio, target in rows:
+        print(f"| {name} | {a:.3f} | {b:.3f} | {ratio:.2f} | {target} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -165,7 +220,19 @@ def main() -> None:
     parser.add_argument("--decode-n", type=int, default=128)
     parser.add_argument("--max-new", type=int, default=24)
     parser.add_argument("--no-rss", action="store_true", help="skip the RSS children (they take a minute)")
+    parser.add_argument("--only", choices=["startup", "evaluate"], help="run one group of measures")
+    parser.add_argument("--eval-n", type=int, default=200, help="sentences for the evaluate throughput")
+    parser.add_argument("--eval-k", type=int, default=100, help="importance samples for the evaluate throughput")
     args = parser.parse_args()
+    if args.only == "startup":
+        print(f"python -m vaecli subprocesses, {args.rounds} alternating rounds (medians)")
+        print_rows(startup_rows(args.rounds))
+        return
+    if args.only == "evaluate":
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        print(f"device {args.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, MiniLM BERT2BERT (fresh heads)")
+        print_rows([evaluate_row(fresh_vae(args.device), sentences(DATA, args.eval_n), args.eval_k)])
+        return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers.utils import logging as hf_logging
 
@@ -196,10 +263,9 @@ def main() -> None:
     rows.append((f"greedy decode, vaecli / HF generate (sentences/s; same output: {same})", n / t_ours, n / t_theirs, t_theirs / t_ours, ">= 1.0"))
     print(f"device {args.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, bf16 autocast for training: {bf16}, "
           f"MiniLM BERT2BERT, batch {args.batch}, {args.rounds} alternating rounds (medians)")
-    print("| measure | vaecli | baseline | ratio | target |")
-    print("| --- | --- | --- | --- | --- |")
-    for name, a, b, ratio, target in rows:
-        print(f"| {name} | {a:.3f} | {b:.3f} | {ratio:.2f} | {target} |")
+    rows.append(evaluate_row(vae, texts[: args.eval_n], args.eval_k))
+    rows.extend(startup_rows(args.rounds))
+    print_rows(rows)
 
 
 if __name__ == "__main__":

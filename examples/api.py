@@ -1,4 +1,5 @@
-"""The Python API on the model the quick start trains (./vae-model, or $VAE_MODEL).
+"""The Python API on the model the quick start trains (./vae-model, or $VAE_MODEL): every call of
+the README's "Python API" section.
 
     python examples/api.py
 """
@@ -6,6 +7,7 @@
 import os
 
 import numpy as np
+import torch
 
 from vaecli import TextVAE
 
@@ -16,6 +18,15 @@ many = vae.encode(["the old house", "the priest said mass"])  # (2, d)
 assert np.allclose(one, many[0], atol=1e-6)
 print("latent size:", one.shape[0])
 print("reconstructions:", vae.decode(many))
+print("beam search:", vae.decode(vae.encode(["the old house", "a dog"]), beam=3))
 print("interpolation:", vae.interpolate("the old house", "the priest said mass", steps=3))
+print("slerp:", vae.interpolate("the old house", "a dog", steps=5, slerp=True))
 print("prior samples:", vae.sample(2, seed=0))
 print("paraphrases:", vae.paraphrase("the old house", n=2, scale=2.0, seed=0))
+print("steered:", vae.steer("the old house", ["a sad day", "he wept"], ["a happy day", "he laughed"]))
+print("analogy:", vae.analogy("the old house", "the old houses", "a dog"))
+
+batch = vae.tokenizer(["the old house", "a dog"], padding=True, return_tensors="pt")
+with torch.no_grad():
+    out = vae(batch["input_ids"], batch["attention_mask"])  # named parts: loss, rec, kl, mu, logvar, z, logits
+print(f"forward: loss {out.loss.item():.2f}, rec {out.rec.item():.2f}, kl {out.kl.item():.2f}, z {tuple(out.z.shape)}")

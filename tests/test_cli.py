@@ -78,7 +78,15 @@ def trained(t5_dir, tmp_path_factory) -> Path:
     )
     ok(result)
     assert result.stdout == f"{out}\n"  # stdout: only the model path
-    assert f"model saved in {out}" in result.stderr
+    valid = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"valid"' in line]
+    kept = [r for r in valid if r["phase"] == 2 and r["best"]][-1]
+    assert result.stderr.splitlines()[-1] == (
+        f"model saved in {out}: phase 2 step {kept['step']}, the best validation rec ({kept['rec']:.3f}; kl {kept['kl']:.3f} "
+        f"au {kept['au']}/8 mi {kept['mi']:.3f} gap {kept['gap']:.3f})"
+    )
+    # off a terminal, a progress line at each phase's first step (then every 30 s)
+    progress = [line for line in result.stderr.splitlines() if "/15: rec " in line]
+    assert [line.split(":")[0] for line in progress][:1] == ["phase 1 step 1/15"] and "phase 2 step 1/15" in [p.split(":")[0] for p in progress]
     for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "training.json", "metrics.jsonl"):
         assert (out / name).is_file(), name
     for name in ("config.json", "model.safetensors", "tokenizer.json", "optimizer.safetensors", "trainer_state.json"):
@@ -497,3 +505,92 @@ def test_broken_pipe_is_quiet(trained, tmp_path):
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
     assert stderr == ""
     assert (tmp_path / "status").read_text().strip() == "0"
+
+
+# -- help text -----------------------------------------------------------------------------------------
+
+
+def help_lines(*command: str) -> list[str]:
+    """`vae COMMAND --help` on a wide terminal, box drawing removed, runs of spaces squeezed."""
+    result = runner.invoke(app, [*command, "--help"], prog_name="vae", env={"COLUMNS": "250"}, terminal_width=250)
+    ok(result)
+    lines = [" ".join(line.strip(" │╭╮╰╯─").split()) for line in result.stdout.splitlines()]
+    return [line for line in lines if line]
+
+
+def test_help_shows_defaults_metavars_and_flags():
+    encode = help_lines("encode")
+    assert encode[0] == "Usage: vae encode [OPTIONS] [TEXT]..."
+    assert "--model -m <path> Model directory [default: $VAE_MODEL, else ./vae-model]." in encode
+    assert "--sample Draw z ~ q(z|x) instead of the mean mu." in encode
+    assert "--with-logvar Add the posterior log-variance." in encode
+    assert "TEXT <list[str]> Sentences (default: -i FILE or stdin, one per line; a lone - is stdin)." in encode
+
+    finetune = help_lines("finetune")
+    assert finetune[0] == "Usage: vae finetune [OPTIONS] {TRAIN_FILE}"
+    assert "--batch-size <int> Sentences per optimizer step, all processes together (the global batch). [default: 32]" in finetune
+    assert "--freeze-decoder Phase 1: keep the decoder's pretrained weights fixed." in finetune
+
+    plot = help_lines("plot")
+    assert plot[0] == "Usage: vae plot [OPTIONS] [RUN_DIR]"
+    assert "RUN_DIR <path> A `vae finetune` output directory [default: --model, $VAE_MODEL, else ./vae-model]." in plot
+    assert "--sentences <path> Sentences for the latent map [default: the run's --valid file]." in plot
+    assert "--model -m <path> Model directory [default: $VAE_MODEL, else ./vae-model]." in plot
+
+    assert help_lines("interpolate")[0] == "Usage: vae interpolate [OPTIONS] {A} {B}"
+    assert help_lines("analogy")[0] == "Usage: vae analogy [OPTIONS] {A} {B} {C}"
+    assert help_lines("evaluate")[0] == "Usage: vae evaluate [OPTIONS] {TEST_FILE}"
+    for command in ("finetune", "encode", "decode", "sample", "interpolate", "paraphrase", "steer", "analogy", "evaluate", "plot"):
+        flags = [line for line in help_lines(command) if "<bool>" in line]
+        assert [line.split()[0] for line in flags] == ["--help"], command  # typer's own --help keeps its label
+
+
+def test_encode_lone_dash_reads_stdin(trained, mu):
+    result = invoke("encode", "-", model=trained, input=lines_of(TEXTS))
+    ok(result)
+    assert result.stdout_bytes == vectors_bytes(mu, TEXTS, "jsonl", key="mu")
+
+
+def test_progress_lines_off_a_terminal_at_a_steady_interval_in_time(capsys):
+    """A pipe or a log gets a progress line at the first step, then one per 30 s of the clock, whatever the step count."""
+    from vaecli.cli import Reporter
+
+    now = [0.0]
+    with Reporter(every=30.0, clock=lambda: now[0]) as report:
+        for phase, times in ((1, [2.0, 10.0, 32.0, 40.0, 62.0]), (2, [63.0, 64.0])):
+            report({"kind": "phase", "phase": phase, "total": 100, "start": 0})
+            for step, t in enumerate(times, start=1):
+                now[0] = t
+                report({"kind": "step", "phase": phase, "step": step, "total": 100, "rec": 55.123, "kl": 3.25 * step,
+                        "beta": 0.5 * (phase - 1), "steps_per_s": 0.5, "loss": 0.0, "lr": 1e-4})
+        report({"kind": "valid", "phase": 2, "step": 2, "best": True, "dims": 32, "rec": 54.5, "kl": 10.0, "elbo": 64.5, "au": 29,
+                "mi": 3.0, "gap": 3.5})
+        report({"kind": "kept", "phase": 2, "step": 2, "dims": 32, "rec": 54.5})
+    assert capsys.readouterr().err.splitlines() == [
+        "phase 1 step 1/100: rec 55.12 kl 3.25 beta 0.00, 0.50 steps/s, ETA 3m18s",
+        "phase 1 step 3/100: rec 55.12 kl 9.75 beta 0.00, 0.50 steps/s, ETA 3m14s",
+        "phase 1 step 5/100: rec 55.12 kl 16.25 beta 0.00, 0.50 steps/s, ETA 3m10s",
+        "phase 2 step 1/100: rec 55.12 kl 3.25 beta 0.50, 0.50 steps/s, ETA 3m18s",
+        "phase 2 step 2: valid rec 54.500 kl 10.000 -elbo 64.500 au 29/32 mi 3.000 gap 3.500 (best, saved)",
+    ]
+    assert report.kept["step"] == 2
+
+
+def test_examples_api_runs_every_call_of_the_readme(trained):
+    """examples/api.py makes each call of the README's Python API section, and runs."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Python API"):]
+    block = section[section.index("```python") : section.index("```", section.index("```python") + 3)]
+    calls = set(re.findall(r"\bvae(\.\w+)?\(", block))
+    assert {".encode", ".decode", ".sample", ".interpolate", ".paraphrase", ".steer", ".analogy", ".tokenizer", ""} <= calls
+    example = (root / "examples" / "api.py").read_text(encoding="utf-8")
+    assert calls <= set(re.findall(r"\bvae(\.\w+)?\(", example))
+    env = dict(os.environ, VAE_MODEL=str(trained), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(root / "examples" / "api.py")], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    printed = [line.split(":")[0] for line in proc.stdout.splitlines()]
+    assert printed == ["latent size", "reconstructions", "beam search", "interpolation", "slerp", "prior samples", "paraphrases",
+                       "steered", "analogy", "forward"]

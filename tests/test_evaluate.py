@@ -44,6 +44,8 @@ def test_bleu_known_values():
     assert corpus_bleu(["a b c"], ["x y z w"]) == 0.0
     # 6-word hypothesis vs 7-word reference: precisions 6/6, 5/5, 4/4, 3/3; brevity exp(1 - 7/6)
     assert corpus_bleu(["the cat sat on the mat"], ["the cat sat on the mat today"]) == pytest.approx(100 * math.exp(1 - 7 / 6))
+    # sacrebleu's 13a tokenisation splits punctuation: the same sentence scores 100 however it is spaced
+    assert corpus_bleu(["the cat sat on the mat."], ["the cat sat on the mat ."]) == pytest.approx(100.0)
 
 
 def test_derangement_has_no_fixed_point():
@@ -90,6 +92,57 @@ def test_evaluate_cli_json(vae, tmp_path):
     assert r.exit_code == 0, r.output
     result = json.loads(r.stdout)
     assert result["sentences"] == 5 and result["iw_samples"] == 5
-    assert {"rec", "kl", "elbo", "nll", "ppl", "ppl_word", "mi", "au", "shuffle_gap", "bleu", "exact_match"} <= set(result)
+    assert {"rec", "kl", "elbo", "nll", "ppl", "ppl_word", "mi", "au", "latent_dim", "shuffle_gap", "bleu", "exact_match"} <= set(result)
+    assert r.stderr.splitlines() == ["evaluate: importance samples 5/5 sentences", "evaluate: shuffle gap 5/5 sentences",
+                                     "evaluate: reconstructions 5/5 sentences"]
     assert result["elbo"] == pytest.approx(result["rec"] + result["kl"])
     assert 0.0 <= result["exact_match"] <= 1.0
+
+
+def test_iw_nll_does_not_depend_on_rows_per_pass(vae, monkeypatch):
+    """All importance samples are drawn at once: passes of 1 row and of 2048 rows give the same estimate."""
+    import vaecli.evaluate as ev
+
+    big = evaluate(vae, TEXTS * 3, iw_samples=7, seed=2, bleu=False)
+    monkeypatch.setattr(ev, "LOGITS_BUDGET", 1)
+    assert ev.rows_per_pass(10, 100) == 1
+    small = evaluate(vae, TEXTS * 3, iw_samples=7, seed=2, bleu=False)
+    assert small["nll"] == pytest.approx(big["nll"], abs=1e-4)
+
+
+def test_evaluate_reports_progress_per_stage(vae):
+    calls = []
+    r = evaluate(vae, TEXTS * 8, iw_samples=2, batch_size=16, bleu=False, progress=lambda *a: calls.append(a))
+    assert r["latent_dim"] == 4 and 0 <= r["au"] <= 4
+    assert calls == [("importance samples", 16, 40), ("importance samples", 32, 40), ("importance samples", 40, 40),
+                     ("shuffle gap", 16, 40), ("shuffle gap", 32, 40), ("shuffle gap", 40, 40)]  # reconstructions: the CLI test
+
+
+def test_evaluate_table_rows_name_au_of_dims_and_bleu_tokenisation():
+    from vaecli.cli import metric_rows
+
+    rows = metric_rows({"rec": 54.53, "au": 29, "latent_dim": 32, "bleu": 12.5})
+    assert rows == [
+        ("Rec", "54.530", "nats/sentence, z ~ q(z|x)"),
+        ("AU", "29 / 32", "active / latent dims, Cov(mu) >= 0.01"),
+        ("BLEU", "12.500", "greedy from mu, corpus BLEU-4 (sacrebleu, 13a tokenisation)"),
+    ]
+
+
+def test_evaluate_progress_lines_off_a_terminal(capsys):
+    from vaecli.cli import StageProgress
+
+    now = [0.0]
+    with StageProgress(every=30.0, clock=lambda: now[0]) as progress:
+        for t, call in ((10, ("importance samples", 100, 1000)), (20, ("importance samples", 200, 1000)),
+                        (45, ("importance samples", 400, 1000)), (112.5, ("importance samples", 1000, 1000)),
+                        (113.5, ("shuffle gap", 1000, 1000)), (118.5, ("reconstructions", 500, 1000))):
+            now[0] = t
+            progress(*call)
+    assert capsys.readouterr().err.splitlines() == [
+        "evaluate: importance samples 100/1000 sentences, ETA 1m30s",
+        "evaluate: importance samples 400/1000 sentences, ETA 1m08s",
+        "evaluate: importance samples 1000/1000 sentences",
+        "evaluate: shuffle gap 1000/1000 sentences",
+        "evaluate: reconstructions 500/1000 sentences, ETA 0m05s",
+    ]

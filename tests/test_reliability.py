@@ -21,6 +21,7 @@ from vaecli.backbones import build_hf, build_vae
 from vaecli.checkpoint import find_checkpoint
 from vaecli.cli import app
 from vaecli.config import TrainConfig, VAEConfig
+from vaecli.io import InputError
 from vaecli.model import ModelDirError
 from vaecli.train import RunError, finetune
 
@@ -107,7 +108,8 @@ def test_no_socket_for_local_or_embedded_models(model_dir, monkeypatch):
 def test_hub_name_respects_offline_mode(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(socket.socket, "connect", lambda *a, **k: (_ for _ in ()).throw(AssertionError("network")))
-    with pytest.raises(ModelDirError, match="hub"):
+    # a name neither local nor cached: a typo (bad input, exit 2), not a network failure
+    with pytest.raises(InputError, match="^--model no-such-org/no-such-model: no local directory or cached hub model named 'no-such-org/no-"):
         build_hf("no-such-org/no-such-model")
 
 

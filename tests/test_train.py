@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from vaecli.cli import app
-from vaecli.config import ConfigError, TrainConfig
+from vaecli.config import ConfigError, TrainConfig, VAEConfig
 from vaecli.data import delete_tokens, length_batches, load_corpus
 from vaecli.model import VAEModel
 from vaecli.schedule import beta_at
@@ -181,3 +181,73 @@ def test_cli_refuses_bad_training_files_in_one_line(t5_dir, tmp_path, content):
 def test_cli_missing_training_file(tmp_path):
     r = CliRunner().invoke(app, ["finetune", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "nope.txt" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+# -- which model is kept, and the collapse warnings ------------------------------------------------
+
+
+class FakeModel:
+    """What validate_and_keep touches: the latent size, and saving."""
+
+    def __init__(self) -> None:
+        self.config = VAEConfig(latent_dim=32)
+        self.saved = 0
+
+    def save_pretrained(self, path) -> None:
+        self.saved += 1
+
+
+def keep_run(cfg: TrainConfig, phase: int, records: list[dict], tmp_path) -> tuple[list[dict], list[dict], FakeModel]:
+    """Trainer.validate_and_keep over fake validation records; returns the events and the metrics lines."""
+    from types import SimpleNamespace
+
+    from vaecli.train import Trainer
+
+    trainer = object.__new__(Trainer)  # no model, no data: only the keeping rule runs
+    queue, events = list(records), []
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    trainer.cfg, trainer.out = cfg, tmp_path
+    trainer.accelerator = SimpleNamespace(is_main_process=True)
+    trainer.best, trainer.kept, trainer.validations_without_gain = float("inf"), None, 0
+    trainer.validate = lambda model: queue.pop(0)
+    trainer.on_event = events.append
+    trainer.emit = lambda kind, **values: events.append({"kind": kind, **values})
+    model = FakeModel()
+    for step, _ in enumerate(records, start=1):
+        trainer.validate_and_keep(model, phase, step * 100)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    return events, lines, model
+
+
+USED = dict(rec=57.0, kl=9.9, elbo=66.9, au=32, mi=2.6, gap=2.7)  # z in use (the ablation's two-phase run)
+COLLAPSED = dict(rec=58.3, kl=0.0, elbo=58.3, au=0, mi=0.0, gap=0.01)  # lower -ELBO, decoder ignores z
+
+
+def test_phase2_keeps_the_best_reconstruction_not_the_best_elbo(tmp_path):
+    """A collapsed moment (KL 0) has the lower -ELBO; the kept model is the one whose decoder reads z."""
+    cfg = TrainConfig(train_file="x", patience=0)
+    events, lines, model = keep_run(cfg, 2, [USED, COLLAPSED, dict(USED, rec=57.5, elbo=67.0)], tmp_path)
+    assert [line["best"] for line in lines] == [True, False, False]
+    assert model.saved == 1
+    valid = [e for e in events if e["kind"] == "valid"]
+    assert [(e["step"], e["best"], e["dims"]) for e in valid] == [(100, True, 32), (200, False, 32), (300, False, 32)]
+
+
+def test_collapse_warning_in_both_phases_advises_only_what_is_not_set(tmp_path):
+    cfg = TrainConfig(train_file="x", phase1_steps=120, phase2_steps=120)
+    phase1 = dict(rec=60.0, kl=5.0, elbo=65.0, au=0, mi=0.069, gap=0.022)
+    events, _, _ = keep_run(cfg, 1, [phase1], tmp_path / "a")
+    assert [e["text"] for e in events if e["kind"] == "message"] == [
+        "warning: phase 1: the decoder ignores z (AU 0, shuffle gap 0.022 nats). Try a longer phase 1 (now 120 steps), "
+        "--freeze-decoder (phase 1 can then lower the loss only through z)"
+    ]
+    events, _, _ = keep_run(cfg, 2, [COLLAPSED, USED], tmp_path / "b")
+    assert [e["text"] for e in events if e["kind"] == "message"] == [
+        "warning: phase 2: the decoder ignores z (AU 0, KL 0.000, shuffle gap 0.010 nats). Try a longer phase 1 (now 120 steps), "
+        "--freeze-decoder (phase 1 can then lower the loss only through z), --free-bits 3 (now 0.5), --denoise 0.4 (now 0.15), "
+        "--beta-max 0.5 (now 1)"
+    ]
+    # what is set already is not advised; never the default --beta-schedule cyclical
+    set_up = TrainConfig(train_file="x", phase="2", freeze_decoder=True, free_bits=3, denoise=0.5, beta_max=0.2)
+    events, _, _ = keep_run(set_up, 2, [COLLAPSED], tmp_path / "c")
+    assert [e["text"] for e in events if e["kind"] == "message"] == ["warning: phase 2: the decoder ignores z (AU 0, KL 0.000, shuffle gap 0.010 nats)"]

@@ -83,6 +83,11 @@ def build_hf(name: str) -> tuple[Any, Any]:
         model = AutoModelForSeq2SeqLM.from_pretrained(name, local_files_only=offline, use_safetensors=True, trust_remote_code=False)
         tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline, trust_remote_code=False)
     except (OSError, ValueError) as e:
+        from vaecli.hub import hub_offline, in_hub_cache, unknown_model
+
+        # A name that is no directory and not in the cache, offline or unknown to the hub: a typo, not a network failure.
+        if not local and not in_hub_cache(name) and (hub_offline() or "not a valid model identifier" in str(e)):
+            raise unknown_model(name) from None
         where = "the directory" if local else "the hub (or its cache)"
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else e.__class__.__name__
         raise ModelDirError(f"--model {name}: cannot load a safetensors encoder-decoder from {where}: {first}") from None

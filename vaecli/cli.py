@@ -26,9 +26,10 @@ EXIT_ERROR, EXIT_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 DEFAULT_MODEL = "vae-model"
 ENCODE_CHUNK = 1024  # lines `vae encode` reads, encodes and writes at a time
 
-ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model directory [default: $VAE_MODEL, else ./vae-model].")]
+FLAG = ""  # metavar of on/off flags: rich help would otherwise show them taking a <bool> value
+ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model directory \\[default: $VAE_MODEL, else ./vae-model].")]
 BeamOpt = Annotated[int, typer.Option(min=1, help="Beam width (1 = greedy).")]
-SampleOpt = Annotated[bool, typer.Option("--sample", help="Sample tokens (nucleus) instead of greedy/beam decoding.")]
+SampleOpt = Annotated[bool, typer.Option("--sample", metavar=FLAG, help="Sample tokens (nucleus) instead of greedy/beam decoding.")]
 TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus mass when sampling.")]
 TempOpt = Annotated[float, typer.Option(min=0.0, help="Softmax temperature when sampling.")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="Random seed (makes sampling reproducible).")]
@@ -50,20 +51,32 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
+class NoModel(Exception):
+    """No model directory where a command looks for one (exit 1), found before any heavy import."""
+
+
+def _raised(error: Exception, module: str, name: str) -> bool:
+    """Whether `error` is `module.name`, without importing `module` (and torch with it): an error class
+    of a module that was never imported cannot have been raised."""
+    cls = getattr(sys.modules.get(module), name, None)
+    return cls is not None and isinstance(error, cls)
+
+
 @contextmanager
 def handled() -> Iterator[None]:
-    """Turn the library's user-facing errors into one stderr line and an exit code."""
+    """Turn the library's user-facing errors into one stderr line and an exit code.
+
+    Importing nothing heavy here lets a bad option or file fail at once, before torch loads.
+    """
     from vaecli.config import ConfigError
-    from vaecli.infer import VectorSizeError
     from vaecli.io import InputError
-    from vaecli.model import ModelDirError
 
     try:
         yield
-    except (InputError, VectorSizeError, ConfigError) as e:
+    except (InputError, ConfigError) as e:
         err(f"error: {e}")
         raise typer.Exit(EXIT_INPUT) from None
-    except ModelDirError as e:
+    except NoModel as e:
         err(f"error: {e}")
         raise typer.Exit(EXIT_ERROR) from None
     except OSError as e:
@@ -81,6 +94,14 @@ def handled() -> Iterator[None]:
     except KeyboardInterrupt:
         err("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as e:
+        if _raised(e, "vaecli.infer", "VectorSizeError"):
+            err(f"error: {e}")
+            raise typer.Exit(EXIT_INPUT) from None
+        if _raised(e, "vaecli.model", "ModelDirError"):
+            err(f"error: {e}")
+            raise typer.Exit(EXIT_ERROR) from None
+        raise
 
 
 def _silence_stdout() -> None:
@@ -91,14 +112,19 @@ def _silence_stdout() -> None:
         pass  # not a real file (tests' in-process runner)
 
 
-def load_model(model: Path | None) -> Any:
-    quiet_libraries()
-    from vaecli.api import TextVAE
-    from vaecli.model import ModelDirError
-
+def model_path(model: Path | None) -> Path:
+    """--model, else $VAE_MODEL, else ./vae-model; refused at once (before torch loads) when missing."""
     path = model or Path(os.environ.get("VAE_MODEL") or DEFAULT_MODEL)
     if not path.exists():
-        raise ModelDirError(f"no model at {path}; train one with `vae finetune corpus.txt` or pass --model DIR")
+        raise NoModel(f"no model at {path}; train one with `vae finetune corpus.txt` or pass --model DIR")
+    return path
+
+
+def load_model(model: Path | None) -> Any:
+    path = model_path(model)
+    quiet_libraries()
+    from vaecli.api import TextVAE
+
     return TextVAE.from_pretrained(path)
 
 
@@ -175,7 +201,7 @@ class SentenceChunks:
 
 @app.command()
 def finetune(
-    train_file: Annotated[Path, typer.Argument(help="Training sentences, one per line.")],
+    train_file: Annotated[Path, typer.Argument(metavar="TRAIN_FILE", help="Training sentences, one per line.")],
     valid: Annotated[Optional[Path], typer.Option(help="Validation sentences (default: hold out 5% of TRAIN_FILE).")] = None,
     model: Annotated[
         Optional[str], typer.Option("--model", "-m", help="An encoder-decoder backbone: minilm (embedded BERT2BERT), a hub name (t5-small), "
@@ -190,11 +216,11 @@ def finetune(
     phase2_steps: Annotated[int, typer.Option(help="Optimizer steps of phase 2.")] = 2000,
     phase1_epochs: Annotated[Optional[float], typer.Option(help="Phase 1 length in epochs (overrides steps).")] = None,
     phase2_epochs: Annotated[Optional[float], typer.Option(help="Phase 2 length in epochs (overrides steps).")] = None,
-    freeze_decoder: Annotated[bool, typer.Option("--freeze-decoder", help="Phase 1: keep the decoder's pretrained weights fixed.")] = False,
+    freeze_decoder: Annotated[bool, typer.Option("--freeze-decoder", metavar=FLAG, help="Phase 1: keep the decoder's pretrained weights fixed.")] = False,
     calibrate: Annotated[Optional[bool], typer.Option("--calibrate/--no-calibrate", help="Data-dependent init of the new layers "
                                                       "(default: on for a causal LM).")] = None,
     lora: Annotated[int, typer.Option(help="LoRA rank for a causal decoder (0 = off; needs peft): its base weights stay fixed.")] = 0,
-    freeze_decoder_phase2: Annotated[bool, typer.Option("--freeze-decoder-phase2", help="Phase 2: keep them fixed too.")] = False,
+    freeze_decoder_phase2: Annotated[bool, typer.Option("--freeze-decoder-phase2", metavar=FLAG, help="Phase 2: keep them fixed too.")] = False,
     phase1_denoise: Annotated[float, typer.Option(help="Phase 1: fraction of input tokens deleted.")] = 0.0,
     denoise: Annotated[float, typer.Option(help="Phase 2: fraction of input tokens deleted (targets stay clean).")] = 0.15,
     beta_schedule: Annotated[str, typer.Option(help="constant, linear or cyclical (over the real phase-2 steps).")] = "cyclical",
@@ -211,7 +237,7 @@ def finetune(
     init_logvar: Annotated[float, typer.Option(help="Initial log-variance of q(z|x) (below 0: z starts close to mu).")] = 0.0,
     bow: Annotated[float, typer.Option(help="Weight of a bag-of-words loss from z (Zhao et al. 2017); 0 = off.")] = 0.0,
     word_dropout: Annotated[float, typer.Option(help="Fraction of decoder input tokens replaced by padding in training.")] = 0.0,
-    batch_size: Annotated[int, typer.Option(help="Sentences per step (per process).")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Sentences per optimizer step, all processes together (the global batch).")] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate of the pretrained weights.")] = 1e-4,
     new_lr_scale: Annotated[Optional[float], typer.Option(help="The VAE's own layers train at lr x this (default: 1 encoder-decoder, 10 causal LM).")] = None,
     warmup: Annotated[float, typer.Option(help="Fraction of each phase warming the LR up.")] = 0.05,
@@ -219,13 +245,13 @@ def finetune(
     max_length: Annotated[int, typer.Option(help="Longest input in subword tokens; longer lines are truncated.")] = 64,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     bf16: Annotated[str, typer.Option(help="bf16 autocast: auto, yes or no.")] = "auto",
-    valid_every: Annotated[int, typer.Option(help="Validate every N steps.")] = 200,
+    valid_every: Annotated[int, typer.Option(help="Validate every N steps; the weights of the best validation Rec are kept.")] = 200,
     valid_size: Annotated[int, typer.Option(help="At most this many validation sentences.")] = 1000,
     save_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 200,
-    patience: Annotated[int, typer.Option(help="Phase-2 early stopping patience in validations (0 = off).")] = 0,
+    patience: Annotated[int, typer.Option(help="Phase-2 early stopping after N validations without a better Rec (0 = off).")] = 0,
     threads: Annotated[int, typer.Option(help="torch threads (0 = default).")] = 0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out (a vaecli run or model directory).")] = False,
+    resume: Annotated[bool, typer.Option("--resume", metavar=FLAG, help="Continue the interrupted run in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", metavar=FLAG, help="Replace an existing --out (a vaecli run or model directory).")] = False,
     ctx: typer.Context = None,  # type: ignore[assignment]
 ) -> None:
     """Finetune a pretrained encoder-decoder into a VAE (phase 1, then phase 2); writes a model directory."""
@@ -236,17 +262,26 @@ def finetune(
     given = {names.get(k, k) for k in values if ctx is not None and (source := ctx.get_parameter_source(k)) is not None
              and source.name == "COMMANDLINE"}
     with handled():
-        quiet_libraries()
         from vaecli.config import TrainConfig
-        from vaecli.train import Interrupted, RunError, is_main_process
-        from vaecli.train import finetune as run
+        from vaecli.hub import check_backbone_name
+        from vaecli.io import check_text_file
 
         for key in ("resume", "overwrite", "valid"):
             values.pop(key)
             given.discard(key)
         values.update(train_file=str(train_file), valid_file=str(valid) if valid else None, out=str(out))
+        # Options, files and the backbone's name are checked before torch and transformers load (seconds).
+        cfg = TrainConfig(**values)
+        for path in (cfg.train_file, cfg.valid_file):
+            if path:
+                check_text_file(path)
+        if not resume:
+            check_backbone_name(cfg.model)
+        quiet_libraries()
+        from vaecli.train import Interrupted, RunError, is_main_process
+        from vaecli.train import finetune as run
+
         try:
-            cfg = TrainConfig(**values)
             with Reporter() as report:
                 path = run(cfg, report, resume=resume, overwrite=overwrite, given=given)
         except RunError as e:
@@ -256,12 +291,39 @@ def finetune(
             err(str(e))
             raise typer.Exit(EXIT_INTERRUPTED) from None
         if is_main_process():
-            err(f"model saved in {path}")
+            err(f"model saved in {path}" + (f": {kept_text(report.kept)}" if report.kept else ""))
             print(path)
 
 
+def kept_text(kept: dict[str, Any]) -> str:
+    """Which validation the saved weights are: the best validation Rec (vaecli.train.keep_score)."""
+    return (f"phase {kept['phase']} step {kept['step']}, the best validation rec ({kept['rec']:.3f}; kl {kept['kl']:.3f} "
+            f"au {kept['au']}/{kept['dims']} mi {kept['mi']:.3f} gap {kept['gap']:.3f})")
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+PROGRESS_EVERY_S = 30.0  # off a terminal, one progress line per this many seconds (and the first step)
+
+
 class Reporter:
-    """Training events -> a rich progress bar on a terminal, plain lines otherwise (both on stderr)."""
+    """Training events -> a rich progress bar on a terminal, plain lines otherwise (both on stderr).
+
+    Off a terminal (a pipe, a log, CI) a progress line is printed at each phase's first step and
+    then every `every` seconds of `clock`, however long a step takes.
+    """
+
+    def __init__(self, every: float = PROGRESS_EVERY_S, clock: Any = None) -> None:
+        import time
+
+        self.every = every
+        self.clock = clock or time.monotonic
+        self.last_line: float | None = None
+        self.kept: dict[str, Any] | None = None
 
     def __enter__(self) -> Reporter:
         from rich.console import Console
@@ -289,17 +351,31 @@ class Reporter:
                 f"{event['train']} training / {event['valid']} validation sentences; "
                 f"{event['blank']} blank line(s) skipped, {event['truncated']} truncated to --max-length"
             )
-        elif kind == "phase" and self.progress is not None:
-            self.task = self.progress.add_task("", total=event["total"], completed=event["start"], phase=event["phase"], stats="")
+        elif kind == "phase":
+            self.last_line = None
+            if self.progress is not None:
+                self.task = self.progress.add_task("", total=event["total"], completed=event["start"], phase=event["phase"], stats="")
         elif kind == "step" and self.progress is not None and self.task is not None:
             stats = f"rec {event['rec']:.2f} kl {event['kl']:.2f} beta {event['beta']:.2f} {event['steps_per_s']:.2f} steps/s"
             self.progress.update(self.task, completed=event["step"], stats=stats)
+        elif kind == "step" and self.progress is None:
+            now = self.clock()
+            if self.last_line is None or now - self.last_line >= self.every:
+                self.last_line = now
+                rate = event["steps_per_s"]
+                eta = duration((event["total"] - event["step"]) / rate) if rate > 0 else "?"
+                self.console.print(
+                    f"phase {event['phase']} step {event['step']}/{event['total']}: rec {event['rec']:.2f} kl {event['kl']:.2f} "
+                    f"beta {event['beta']:.2f}, {rate:.2f} steps/s, ETA {eta}"
+                )
         elif kind == "valid":
             mark = " (best, saved)" if event["best"] else ""
             self.console.print(
                 f"phase {event['phase']} step {event['step']}: valid rec {event['rec']:.3f} kl {event['kl']:.3f} "
-                f"-elbo {event['elbo']:.3f} au {event['au']} mi {event['mi']:.3f} gap {event['gap']:.3f}{mark}"
+                f"-elbo {event['elbo']:.3f} au {event['au']}/{event['dims']} mi {event['mi']:.3f} gap {event['gap']:.3f}{mark}"
             )
+        elif kind == "kept":
+            self.kept = event
         elif kind == "message":
             self.console.print(event["text"])
 
@@ -309,20 +385,19 @@ class Reporter:
 
 @app.command()
 def encode(
-    texts: Annotated[Optional[list[str]], typer.Argument(help="Sentences (default: -i FILE or stdin, one per line).")] = None,
+    texts: Annotated[
+        Optional[list[str]], typer.Argument(metavar="TEXT", help="Sentences (default: -i FILE or stdin, one per line; a lone - is stdin).")
+    ] = None,
     input_file: Annotated[Optional[Path], typer.Option("--input", "-i", help="Read sentences from FILE ('-' = stdin).")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl, tsv, npy or safetensors.")] = "jsonl",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to FILE (atomically) instead of stdout.")] = None,
-    sample: Annotated[bool, typer.Option("--sample", help="Draw z ~ q(z|x) instead of the mean mu.")] = False,
-    with_logvar: Annotated[bool, typer.Option("--with-logvar", help="Add the posterior log-variance.")] = False,
+    sample: Annotated[bool, typer.Option("--sample", metavar=FLAG, help="Draw z ~ q(z|x) instead of the mean mu.")] = False,
+    with_logvar: Annotated[bool, typer.Option("--with-logvar", metavar=FLAG, help="Add the posterior log-variance.")] = False,
     seed: SeedOpt = None,
     model: ModelOpt = None,
 ) -> None:
     """Sentences -> latent vectors (mu by default)."""
     with handled():
-        import numpy as np
-
-        from vaecli import infer
         from vaecli.io import InputError, atomic_open
         from vaecli.vectors import write_vectors
 
@@ -332,6 +407,10 @@ def encode(
         chunks = SentenceChunks(texts or [], input_file)
         chunks.first()
         vae = load_model(model)
+        import numpy as np
+
+        from vaecli import infer
+
         rng = np.random.default_rng(seed)  # one stream across chunks: the draws do not depend on chunking
         key = "z" if sample else "mu"
         truncated = 0
@@ -375,7 +454,6 @@ def decode(
 ) -> None:
     """Latent vectors (any format `encode` writes) -> one sentence per line."""
     with handled():
-        from vaecli import infer
         from vaecli.io import InputError, check_text_file
         from vaecli.vectors import read_vectors
 
@@ -388,6 +466,8 @@ def decode(
         else:
             data, name = sys.stdin.buffer.read(), "<stdin>"
         vae = load_model(model)
+        from vaecli import infer
+
         vectors, _ = read_vectors(data, fmt, name=name, dim=vae.config.latent_dim)
         if not len(vectors):
             raise InputError(f"no vectors in {name}")
@@ -403,26 +483,26 @@ def sample(
 ) -> None:
     """Decode n draws from the prior."""
     with handled():
+        vae = load_model(model)
         from vaecli import infer
 
-        vae = load_model(model)
         z = infer.prior(vae, n, scale, seed)
         out_lines(infer.decode(vae, z, beam=beam, sample=sample_tokens, top_p=top_p, temperature=temperature, seed=seed))
 
 
 @app.command()
 def interpolate(
-    a: Annotated[str, typer.Argument(help="Start sentence.")],
-    b: Annotated[str, typer.Argument(help="End sentence.")],
+    a: Annotated[str, typer.Argument(metavar="A", help="Start sentence.")],
+    b: Annotated[str, typer.Argument(metavar="B", help="End sentence.")],
     steps: Annotated[int, typer.Option(min=2, help="Points on the path, both ends included.")] = 5,
-    slerp: Annotated[bool, typer.Option("--slerp", help="Spherical instead of linear path.")] = False,
+    slerp: Annotated[bool, typer.Option("--slerp", metavar=FLAG, help="Spherical instead of linear path.")] = False,
     beam: BeamOpt = 1, model: ModelOpt = None,
 ) -> None:
     """Decode a path through latent space from A's encoding to B's."""
     with handled():
+        vae = load_model(model)
         from vaecli import infer
 
-        vae = load_model(model)
         mu = infer.encode(vae, [a, b]).mu
         t, points = infer.path(mu[0], mu[1], steps, slerp)
         texts = infer.decode(vae, points, beam=beam)
@@ -440,7 +520,7 @@ def interpolate(
 
 @app.command()
 def paraphrase(
-    text: Annotated[str, typer.Argument(help="The sentence.")],
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="The sentence.")],
     n: Annotated[int, typer.Option("-n", min=1, help="How many paraphrases (at most).")] = 5,
     scale: Annotated[float, typer.Option(min=0.0, help="Scale of the posterior's standard deviation.")] = 1.0,
     beam: BeamOpt = 1, sample_tokens: SampleOpt = False, top_p: TopPOpt = 1.0, temperature: TempOpt = 1.0,
@@ -448,9 +528,9 @@ def paraphrase(
 ) -> None:
     """Distinct sentences decoded from around TEXT's posterior (TEXT itself left out)."""
     with handled():
+        vae = load_model(model)
         from vaecli import infer
 
-        vae = load_model(model)
         found = infer.paraphrase(vae, text, n, scale=scale, seed=seed, beam=beam, sample=sample_tokens, top_p=top_p, temperature=temperature)
         if len(found) < n:
             err(f"found {len(found)} distinct paraphrase(s) of {n}; try a larger --scale")
@@ -459,7 +539,7 @@ def paraphrase(
 
 @app.command()
 def steer(
-    text: Annotated[str, typer.Argument(help="The sentence to move.")],
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="The sentence to move.")],
     source: Annotated[Path, typer.Option("--from", help="Sentences with the attribute to move away from.")],
     target: Annotated[Path, typer.Option("--to", help="Sentences with the attribute to move towards.")],
     alpha: Annotated[float, typer.Option(help="How far along mean(to) - mean(from).")] = 1.0,
@@ -474,7 +554,7 @@ def steer(
 
 @app.command()
 def analogy(
-    a: Annotated[str, typer.Argument()], b: Annotated[str, typer.Argument()], c: Annotated[str, typer.Argument()],
+    a: Annotated[str, typer.Argument(metavar="A")], b: Annotated[str, typer.Argument(metavar="B")], c: Annotated[str, typer.Argument(metavar="C")],
     beam: BeamOpt = 1, model: ModelOpt = None,
 ) -> None:
     """A is to B as C is to ...: decodes C + (B - A)."""
@@ -485,24 +565,35 @@ def analogy(
 
 @app.command()
 def evaluate(
-    test_file: Annotated[Path, typer.Argument(help="Test sentences, one per line.")],
+    test_file: Annotated[Path, typer.Argument(metavar="TEST_FILE", help="Test sentences, one per line.")],
     iw_samples: Annotated[int, typer.Option(min=1, help="Importance samples for NLL and PPL (Optimus: 100).")] = 100,
     batch_size: Annotated[int, typer.Option(min=1, help="Sentences per batch.")] = 32,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N sentences.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the z samples.")] = 0,
-    no_bleu: Annotated[bool, typer.Option("--no-bleu", help="Skip the greedy reconstructions (BLEU, exact match).")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    no_bleu: Annotated[bool, typer.Option("--no-bleu", metavar=FLAG, help="Skip the greedy reconstructions (BLEU, exact match).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar=FLAG, help="One JSON object on stdout.")] = False,
+    bf16: Annotated[str, typer.Option(help="bf16 autocast: auto (as finetune), yes or no.")] = "auto",
+    threads: Annotated[int, typer.Option(min=0, help="torch threads (0 = default; 1 is faster on a busy machine).")] = 0,
     model: ModelOpt = None,
 ) -> None:
     """Rec, KL, -ELBO, IW-NLL, PPL, MI, AU, z-shuffle gap, reconstruction BLEU and exact match."""
     with handled():
         import json
 
-        from vaecli.evaluate import evaluate as run
+        from vaecli.io import InputError
 
+        if bf16 not in ("auto", "yes", "no"):
+            raise InputError("--bf16 must be auto, yes or no")
         texts = read_sentences(test_file)[:limit]
         vae = load_model(model)
-        result = run(vae, texts, iw_samples=iw_samples, batch_size=batch_size, seed=seed, bleu=not no_bleu)
+        from vaecli.evaluate import evaluate as run
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        with StageProgress() as progress:
+            result = run(vae, texts, iw_samples=iw_samples, batch_size=batch_size, seed=seed, bleu=not no_bleu, bf16=bf16, progress=progress)
         if as_json or not sys.stdout.isatty():
             print(json.dumps(result))
             return
@@ -510,20 +601,84 @@ def evaluate(
         from rich.table import Table
 
         table = Table("metric", "value", "unit", title=f"{test_file} ({result['sentences']} sentences)")
-        for key, label, unit in METRIC_ROWS:
-            if key in result:
-                value = result[key]
-                unit = result["token_unit"] if key == "ppl" else unit
-                table.add_row(label, f"{value:.3f}" if isinstance(value, float) else str(value), unit)
+        for row in metric_rows(result):
+            table.add_row(*row)
         Console(emoji=False).print(table)
+
+
+def metric_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(metric, value, unit) rows of evaluate's table."""
+    rows = []
+    for key, label, unit in METRIC_ROWS:
+        if key in result:
+            value = result[key]
+            if key == "ppl":
+                unit = result.get("token_unit", unit)
+            if key == "au":
+                text = f"{value} / {result['latent_dim']}"
+            else:
+                text = f"{value:.3f}" if isinstance(value, float) else str(value)
+            rows.append((label, text, unit))
+    return rows
+
+
+class StageProgress:
+    """`vae evaluate`'s progress(stage, done, total) on stderr: a rich bar per stage on a terminal;
+    otherwise a line at each stage's first report, then every `every` seconds of `clock`."""
+
+    def __init__(self, every: float = PROGRESS_EVERY_S, clock: Any = None) -> None:
+        import time
+
+        self.every = every
+        self.clock = clock or time.monotonic
+        self.tasks: dict[str, Any] = {}
+        self.started: dict[str, float] = {}
+        self.last_line: float | None = None
+        self.mark = self.clock()  # the last report of any stage: where the next stage began
+
+    def __enter__(self) -> StageProgress:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+        self.progress = None
+        if self.console.is_terminal:
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("sentences"),
+                                     TimeRemainingColumn(), console=self.console, transient=True)
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            if stage not in self.tasks:
+                self.tasks[stage] = self.progress.add_task(stage, total=total)
+            self.progress.update(self.tasks[stage], completed=done)
+            return
+        now, begun = self.clock(), self.mark
+        self.mark = now
+        first = stage not in self.started
+        if first:
+            self.started[stage] = begun
+        if first or now - (self.last_line or now) >= self.every:
+            self.last_line = now
+            elapsed = now - self.started[stage]
+            eta = f", ETA {duration(elapsed / done * (total - done))}" if elapsed > 0 and 0 < done < total else ""
+            self.console.print(f"evaluate: {stage} {done}/{total} sentences{eta}")
 
 
 @app.command()
 def plot(
-    run_dir: Annotated[Path, typer.Argument(help="A `vae finetune` output directory.")] = Path(DEFAULT_MODEL),
-    sentences: Annotated[Optional[Path], typer.Option(help="Sentences for the latent map [default: the run's --valid file].")] = None,
+    run_dir: Annotated[
+        Optional[Path], typer.Argument(metavar="RUN_DIR", help="A `vae finetune` output directory \\[default: --model, $VAE_MODEL, else ./vae-model].")
+    ] = None,
+    sentences: Annotated[Optional[Path], typer.Option(help="Sentences for the latent map \\[default: the run's --valid file].")] = None,
     limit: Annotated[int, typer.Option(min=2, help="At most this many sentences on the map.")] = 1000,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for the PNGs [default: RUN_DIR].")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the PNGs \\[default: RUN_DIR].")] = None,
+    model: ModelOpt = None,
 ) -> None:
     """PNG figures: training curves (Rec, KL, beta, MI, AU, shuffle gap) and a PCA map of encoded sentences."""
     with handled():
@@ -531,6 +686,9 @@ def plot(
 
         from vaecli.io import InputError
 
+        if run_dir is not None and model is not None and run_dir != model:
+            raise InputError("give the run directory as RUN_DIR or as --model, not both")
+        run_dir = run_dir or model or Path(os.environ.get("VAE_MODEL") or DEFAULT_MODEL)
         try:
             from vaecli.plot import plot_curves, plot_latent_map, read_metrics
         except ImportError:
@@ -541,9 +699,10 @@ def plot(
             raise InputError(str(e)) from None
         folder = out or run_dir
         folder.mkdir(parents=True, exist_ok=True)
-        written = [plot_curves(records, folder / "curves.png")]
+        training = json.loads((run_dir / "training.json").read_text()) if (run_dir / "training.json").is_file() else {}
+        written = [plot_curves(records, folder / "curves.png", training)]
         if sentences is None:
-            config = json.loads((run_dir / "training.json").read_text()).get("config", {}) if (run_dir / "training.json").is_file() else {}
+            config = training.get("config", {})
             sentences = Path(config["valid_file"]) if config.get("valid_file") else None
         if sentences is not None:
             texts = read_sentences(sentences)[:limit]
@@ -564,9 +723,9 @@ METRIC_ROWS = [
     ("ppl", "PPL", "per subword token, EOS counted"),
     ("ppl_word", "PPL per word", "whitespace words, EOS not counted"),
     ("mi", "MI", "nats, aggregate posterior over the whole set"),
-    ("au", "AU", "of latent dims, Cov(mu) >= 0.01"),
+    ("au", "AU", "active / latent dims, Cov(mu) >= 0.01"),
     ("shuffle_gap", "z-shuffle gap", "nats/sentence; ~0 = z ignored"),
-    ("bleu", "BLEU", "greedy from mu, corpus BLEU-4"),
+    ("bleu", "BLEU", "greedy from mu, corpus BLEU-4 (sacrebleu, 13a tokenisation)"),
     ("exact_match", "exact match", "fraction of sentences"),
 ]
 

@@ -159,7 +159,7 @@ class TrainConfig:
     freeze_decoder_phase2: bool = False
     """Phase 2: keep the decoder's pretrained weights fixed too (only encoder, heads and injection train)."""
     batch_size: int = 32
-    """Sentences per optimizer step (per process)."""
+    """Sentences per optimizer step, all processes together (the global batch, split across processes)."""
     lr: float = 1e-4
     """Peak learning rate (AdamW) of the pretrained weights."""
     new_lr_scale: float | None = None
@@ -184,7 +184,7 @@ class TrainConfig:
     save_every: int = 200
     """Checkpoint every N steps (and at the end of each phase)."""
     patience: int = 0
-    """Phase 2 early stopping after this many validations without a better -ELBO; 0 disables."""
+    """Phase 2 early stopping after this many validations without a better validation Rec; 0 disables."""
     threads: int = 0
     """torch threads; 0 = torch's default."""
 

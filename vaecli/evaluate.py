@@ -15,15 +15,14 @@ Definitions (all per sentence unless said; nats):
 - Shuffle gap: Rec with another sentence's z (a random derangement over the whole set) minus Rec
          with its own z. Near 0: the decoder ignores z.
 - BLEU, exact match: greedy decode from mu against the input as the tokenizer normalises it
-         (e.g. lower-cased for an uncased tokenizer); corpus BLEU-4, uniform weights, brevity penalty,
-         no smoothing, on whitespace tokens.
+         (e.g. lower-cased for an uncased tokenizer); corpus BLEU-4 by sacrebleu, its defaults (13a
+         tokenisation, brevity penalty, exponential smoothing).
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -33,23 +32,12 @@ from vaecli.metrics import active_units, mutual_information
 from vaecli.model import VAEModel, kl_per_dim, log_normal
 
 
-def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str], n: int = 4) -> float:
-    """Corpus BLEU-n in [0, 100] (Papineni et al. 2002), one reference per hypothesis."""
-    matches, totals = [0] * n, [0] * n
-    hyp_len = ref_len = 0
-    for hyp, ref in zip(hypotheses, references):
-        h, r = hyp.split(), ref.split()
-        hyp_len, ref_len = hyp_len + len(h), ref_len + len(r)
-        for k in range(1, n + 1):
-            h_grams = Counter(tuple(h[i : i + k]) for i in range(len(h) - k + 1))
-            r_grams = Counter(tuple(r[i : i + k]) for i in range(len(r) - k + 1))
-            matches[k - 1] += sum(min(c, r_grams[g]) for g, c in h_grams.items())
-            totals[k - 1] += max(len(h) - k + 1, 0)
-    if hyp_len == 0 or min(matches) == 0:
-        return 0.0
-    log_precision = sum(math.log(m / t) for m, t in zip(matches, totals)) / n
-    brevity = min(0.0, 1.0 - ref_len / hyp_len)
-    return 100.0 * math.exp(log_precision + brevity)
+def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """Corpus BLEU-4 in [0, 100], one reference per hypothesis, by sacrebleu (the field's reference
+    implementation) with its defaults: 13a tokenisation, brevity penalty, exponential smoothing."""
+    import sacrebleu
+
+    return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score)
 
 
 def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -62,12 +50,33 @@ def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
     return target
 
 
+MAX_ROWS = 2048  # rows (sentence x importance sample) per decoder pass
+LOGITS_BUDGET = 2**27  # logits per decoder pass (512 MB in float32): bounds memory for large vocabularies
+DECODE_BATCH = 256  # greedy reconstructions per generate call: per-step overhead dominates small batches
+Progress = Callable[[str, int, int], None]  # (stage, sentences done, sentences in all)
+
+
+def rows_per_pass(seq_len: int, vocab: int) -> int:
+    """Decoder rows per pass for sentences of `seq_len` tokens: large, but bounded by the logits' memory."""
+    return max(1, min(MAX_ROWS, LOGITS_BUDGET // max(1, seq_len * vocab)))
+
+
 @torch.inference_mode()
-def evaluate(model: VAEModel, texts: Sequence[str], iw_samples: int = 100, batch_size: int = 32, seed: int = 0, bleu: bool = True) -> dict[str, float]:
-    """All metrics above over `texts`; returns a flat dict (see module docstring for units)."""
+def evaluate(
+    model: VAEModel, texts: Sequence[str], iw_samples: int = 100, batch_size: int = 32, seed: int = 0, bleu: bool = True,
+    bf16: str = "auto", progress: Progress | None = None,
+) -> dict[str, float]:
+    """All metrics above over `texts`; returns a flat dict (see module docstring for units).
+
+    `bf16` follows `vae finetune --bf16` (auto: models of 10M+ parameters where the hardware has bf16).
+    `progress(stage, done, total)` is called after each batch; nothing here prints.
+    """
     from vaecli.data import tokenize
+    from vaecli.train import use_bf16
 
     model.eval()
+    report = progress or (lambda stage, done, total: None)
+    autocast = torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=use_bf16(bf16, model.num_parameters()))
     generator = torch.Generator().manual_seed(seed)
     ids, truncated = tokenize(model.tokenizer, list(texts), model.config.max_length)
     targets = model.family.target_ids(list(texts), model.config.max_length) or ids
@@ -78,23 +87,30 @@ def evaluate(model: VAEModel, texts: Sequence[str], iw_samples: int = 100, batch
     z = torch.zeros(n, model.config.latent_dim)
     rec = torch.zeros(n)
     iw_nll = torch.zeros(n)
-    tokens = 0
+    tokens = done = 0
     for rows in batches:
         x, mask = _padded(ids, rows, model.input_pad_id, model.device)
         y, y_mask = _padded(targets, rows, model.pad_id, model.device)
-        m, lv = model.posterior(x, mask)
-        m, lv = m.float(), lv.float()
-        zb = model.reparameterize(m, lv, generator)
-        rec[rows] = model.reconstruction_nll(zb, y, y_mask)[0].cpu()
+        with autocast:
+            m, lv = model.posterior(x, mask)
+            m, lv = m.float(), lv.float()
+            zb = model.reparameterize(m, lv, generator)
+            rec[rows] = model.reconstruction_nll(zb, y, y_mask)[0].float().cpu()
+            iw_nll[rows] = importance_weighted_nll(model, m, lv, y, y_mask, iw_samples, generator).cpu()
         mu[rows], logvar[rows], z[rows] = m.cpu(), lv.cpu(), zb.cpu()
-        iw_nll[rows] = importance_weighted_nll(model, m, lv, y, y_mask, iw_samples, generator).cpu()
         tokens += int((model.targets(y, y_mask)[1] != -100).sum())
+        done += len(rows)
+        report("importance samples", done, n)
     kl = kl_per_dim(mu, logvar).sum(dim=1)
     shuffled = torch.zeros(n)
     other = derangement(n, generator)
+    done = 0
     for rows in batches:
         y, y_mask = _padded(targets, rows, model.pad_id, model.device)
-        shuffled[rows] = model.reconstruction_nll(z[other[rows]].to(model.device), y, y_mask)[0].cpu()
+        with autocast:
+            shuffled[rows] = model.reconstruction_nll(z[other[rows]].to(model.device), y, y_mask)[0].float().cpu()
+        done += len(rows)
+        report("shuffle gap", done, n)
     words = sum(len(t.split()) for t in texts)
     result = {
         "sentences": n,
@@ -111,10 +127,11 @@ def evaluate(model: VAEModel, texts: Sequence[str], iw_samples: int = 100, batch
         "words": words,
         "mi": mutual_information(mu, logvar, generator),
         "au": active_units(mu),
+        "latent_dim": model.config.latent_dim,
         "shuffle_gap": float((shuffled - rec).mean()),
     }
-    if bleu:
-        result.update(reconstruction(model, targets, mu, batches))
+    if bleu:  # no autocast: greedy steps are small, and casting cost more than bf16 saved (measured)
+        result.update(reconstruction(model, targets, mu, report))
     return result
 
 
@@ -131,30 +148,40 @@ def _padded(ids: list[list[int]], rows: list[int], pad_id: int, device: torch.de
 def importance_weighted_nll(
     model: VAEModel, mu: torch.Tensor, logvar: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, k: int, generator: torch.Generator
 ) -> torch.Tensor:
-    """-log p(x) estimated with k importance samples from q(z|x), per sentence."""
+    """-log p(x) estimated with k importance samples from q(z|x), per sentence.
+
+    All k x b draws are made at once, so the estimate does not depend on how many rows a pass holds;
+    each decoder pass holds as many samples as rows_per_pass allows.
+    """
     b = mu.shape[0]
     log_w = torch.empty(b, k, device=mu.device)
-    chunk = max(1, 256 // max(b, 1))  # samples per decoder pass, so a pass holds ~256 rows
+    eps = torch.randn((k, b, mu.shape[1]), generator=generator).to(mu.device)
+    vocab = len(model.tokenizer)  # ~ the logits' width: a memory estimate is all it needs
+    chunk = max(1, rows_per_pass(x.shape[1], vocab) // max(b, 1))  # samples per decoder pass
     for start in range(0, k, chunk):
         c = min(chunk, k - start)
-        eps = torch.randn((c, b, mu.shape[1]), generator=generator).to(mu.device)
-        zs = mu.unsqueeze(0) + torch.exp(0.5 * logvar).unsqueeze(0) * eps  # (c, b, d)
+        zs = mu.unsqueeze(0) + torch.exp(0.5 * logvar).unsqueeze(0) * eps[start : start + c]  # (c, b, d)
         flat = zs.reshape(c * b, -1)
         rec, _ = model.reconstruction_nll(flat, x.repeat(c, 1), mask.repeat(c, 1))
         log_pz = log_normal(flat, torch.zeros_like(flat), torch.zeros_like(flat))
         log_qz = log_normal(flat, mu.repeat(c, 1), logvar.repeat(c, 1))
-        log_w[:, start : start + c] = (-rec + log_pz - log_qz).view(c, b).t()
+        log_w[:, start : start + c] = (-rec.float() + log_pz - log_qz).view(c, b).t()
     return -(torch.logsumexp(log_w, dim=1) - math.log(k))
 
 
-def reconstruction(model: VAEModel, ids: list[list[int]], mu: torch.Tensor, batches: list[list[int]]) -> dict[str, float]:
+def reconstruction(model: VAEModel, ids: list[list[int]], mu: torch.Tensor, progress: Progress | None = None) -> dict[str, float]:
     """Greedy decode from mu: corpus BLEU and exact match against the input as the decoder's tokenizer normalises it."""
     tok = model.decoder_tokenizer
     refs = [t.strip() for t in tok.batch_decode(ids, skip_special_tokens=True)]
     hyps = [""] * len(ids)
-    for rows in batches:
+    done = 0
+    for rows in length_batches([len(r) for r in ids], DECODE_BATCH, 0, 0, shuffle=False):
+        # Similar lengths together: a batch stops as soon as its longest reconstruction ends.
         out = generate(model, mu[rows].to(model.device), model.config.max_length)
         for i, text in zip(rows, tok.batch_decode(out, skip_special_tokens=True)):
             hyps[i] = text.strip()
+        done += len(rows)
+        if progress is not None:
+            progress("reconstructions", done, len(ids))
     exact = sum(" ".join(h.split()) == " ".join(r.split()) for h, r in zip(hyps, refs))
     return {"bleu": corpus_bleu(hyps, refs), "exact_match": exact / max(len(ids), 1)}

@@ -38,8 +38,31 @@ def _pyplot():
     return plt
 
 
-def plot_curves(records: list[dict], out: Path) -> Path:
-    """One panel per quantity; x = global step (phase 2 continues after phase 1's last step)."""
+def beta_curve(training: dict, offset: int) -> tuple[list[int], list[float]] | None:
+    """beta at every step of the run, from the schedule itself and training.json (metrics.jsonl keeps
+    every 10th step only, which misses the dips of a cyclical schedule)."""
+    from vaecli.schedule import beta_at
+
+    cfg, resolved = training.get("config", {}), training.get("resolved", {})
+    if not cfg or "phase2_steps" not in resolved:
+        return None
+    xs, ys = [], []
+    if cfg.get("phase", "both") in ("both", "1"):
+        xs += list(range(1, offset + 1))
+        ys += [0.0] * offset
+    if cfg.get("phase", "both") in ("both", "2"):
+        total = resolved["phase2_steps"]
+        # the value used for the update that ends at step s + 1
+        xs += [offset + s + 1 for s in range(total)]
+        ys += [beta_at(s, total, cfg["beta_schedule"], cfg["beta_max"], cfg["beta_cycles"], cfg["beta_ramp"]) for s in range(total)]
+    return xs, ys
+
+
+def plot_curves(records: list[dict], out: Path, training: dict | None = None) -> Path:
+    """One panel per quantity; x = global step (phase 2 continues after phase 1's last step).
+
+    With the run's training.json, beta is drawn from the schedule at every step.
+    """
     plt = _pyplot()
     offset = max((r["step"] for r in records if r["phase"] == 1), default=0)
 
@@ -49,7 +72,13 @@ def plot_curves(records: list[dict], out: Path) -> Path:
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     for ax, (key, label) in zip(axes.flat, CURVES):
         drawn = False
+        beta = beta_curve(training or {}, offset) if key == "beta" else None
+        if beta is not None:
+            ax.plot(*beta, "-", label="schedule, every step")
+            drawn = True
         for kind, style in (("train", "-"), ("valid", "o-")):
+            if beta is not None:
+                break
             points = [(x(r), r[key]) for r in records if r["kind"] == kind and key in r]
             if points:
                 xs, ys = zip(*points)
@@ -70,27 +99,60 @@ def plot_curves(records: list[dict], out: Path) -> Path:
 
 
 def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Projection onto the two leading principal components; and the variance ratio they explain."""
+    """Projection onto the two leading principal components of the standardised dimensions; and the
+    variance ratio they explain. Standardising first: a single dimension with a large spread (common
+    in a VAE's mu) would otherwise be the whole map ("PC1 100%"), a line."""
     centred = vectors - vectors.mean(axis=0)
+    std = centred.std(axis=0)
+    centred = centred / np.where(std > 1e-8, std, 1.0)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
     explained = (s**2) / max(float((s**2).sum()), 1e-12)
     return centred @ vt[:2].T, explained[:2]
 
 
-def plot_latent_map(mu: np.ndarray, texts: Sequence[str], out: Path, labels: int = 25) -> Path:
-    """Scatter of the PCA map of mu, with a few sentences written next to their points."""
+def short_label(text: str, width: int = 36) -> str:
+    """At most `width` characters, cut at a word boundary with an ellipsis, never mid-word."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    if text[width - 1] != " " and " " in cut:  # the cut falls inside a word: drop that word
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:.") + "\u2026"
+
+
+def label_points(points: np.ndarray, count: int, seed: int = 0, box: tuple[float, float] = (0.35, 0.05)) -> list[int]:
+    """Up to `count` points, picked at random, whose labels do not overlap: a label is a box of
+    `box` (width, height, as fractions of the points' span) to the right of its point."""
+    if len(points) == 0:
+        return []
+    span = np.maximum(points.max(axis=0) - points.min(axis=0), 1e-12)
+    scaled = (points - points.min(axis=0)) / span
+    w, h = box
+    chosen: list[int] = []
+    for i in np.random.default_rng(seed).permutation(len(points)):
+        if all(abs(scaled[i, 0] - scaled[j, 0]) >= w or abs(scaled[i, 1] - scaled[j, 1]) >= h for j in chosen):
+            chosen.append(int(i))
+            if len(chosen) == count:
+                break
+    return chosen
+
+
+def plot_latent_map(mu: np.ndarray, texts: Sequence[str], out: Path, labels: int = 15) -> Path:
+    """Scatter of the PCA map of the standardised mu, with a few sentences written next to their points."""
     plt = _pyplot()
     points, explained = pca_2d(mu)
-    fig, ax = plt.subplots(figsize=(10, 8))
-    lengths = np.array([len(t.split()) for t in texts])
-    sc = ax.scatter(points[:, 0], points[:, 1], c=lengths, cmap="viridis", s=8, alpha=0.7)
-    fig.colorbar(sc, ax=ax, label="words in sentence")
-    step = max(1, len(texts) // labels)
-    for i in range(0, len(texts), step):
-        ax.annotate(texts[i][:40], points[i], fontsize=7, alpha=0.8)
-    ax.set_xlabel(f"PC1 ({explained[0]:.0%} of variance)")
-    ax.set_ylabel(f"PC2 ({explained[1]:.0%} of variance)" if len(explained) > 1 else "PC2")
-    ax.set_title(f"posterior means of {len(texts)} sentences (PCA)")
+    fig, ax = plt.subplots(figsize=(11, 8))
+    ax.scatter(points[:, 0], points[:, 1], s=8, alpha=0.35, color="tab:blue", linewidths=0)
+    chosen = label_points(points, labels)
+    ax.scatter(points[chosen, 0], points[chosen, 1], s=18, color="tab:red")
+    for i in chosen:
+        ax.annotate(short_label(texts[i]), points[i], xytext=(4, 3), textcoords="offset points", fontsize=8,
+                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.75))
+    ax.margins(x=0.25, y=0.08)  # room for the labels of the rightmost points
+    ax.set_xlabel(f"PC1 ({explained[0]:.0%} of the variance of the standardised dimensions)")
+    ax.set_ylabel(f"PC2 ({explained[1]:.0%})" if len(explained) > 1 else "PC2")
+    ax.set_title(f"posterior means of {len(texts)} sentences: PCA of the standardised latent dimensions")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
