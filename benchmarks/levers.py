@@ -28,7 +28,7 @@ VARIANTS = {
     "new layers at lr x1": dict(new_lr_scale=1.0),
     "word dropout 0.3": dict(word_dropout=0.3),
     "bag-of-words loss 1": dict(bow=1.0),
-    "frozen decoder, bag-of-words, word dropout": dict(freeze_decoder=True, bow=1.0, word_dropout=0.3),
+    "frozen decoder + bag-of-words + word dropout": dict(freeze_decoder=True, bow=1.0, word_dropout=0.3),
     "prefix only": dict(injection="prefix"),
     "embedding only": dict(injection="embedding"),
     "4 prefix slots": dict(prefix_slots=4),

@@ -239,3 +239,44 @@ def test_lora_trains_adapters_only_and_reloads(bert_dir, llama_dir, corpus, tmp_
     assert not torch.equal(with_adapters, without)
     with pytest.raises(ConfigError, match="--lora adapts a causal LM"):
         TrainConfig(train_file="x", model="minilm", lora=4)
+
+
+def test_every_command_on_an_encoder_and_causal_lm(bert_dir, llama_dir, corpus, valid, tmp_path):
+    """`vae finetune --encoder --decoder`, then every latent command and evaluate through the real CLI."""
+    from typer.testing import CliRunner
+
+    from vaecli.cli import app
+
+    runner = CliRunner()
+
+    def run(*args, **kw):
+        result = runner.invoke(app, [str(a) for a in args], **kw)
+        assert result.exit_code == 0, (args, result.stderr)
+        return result
+
+    out = tmp_path / "model"
+    result = run("finetune", corpus, "--valid", valid, "--encoder", bert_dir, "--decoder", llama_dir, "--out", out, "--phase1-steps", "4",
+                 "--phase2-steps", "4", "--batch-size", "8", "--valid-every", "4", "--bf16", "no", "--latent-dim", "8", "--valid-size", "20")
+    assert result.stdout == f"{out}\n"
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["family"] == "causal" and saved["vae"]["injection"] == "both"
+    m = ("--model", out)
+    vectors = run("encode", "the old house", "a dog", *m).stdout
+    assert [json.loads(line)["text"] for line in vectors.splitlines()] == ["the old house", "a dog"]
+    decoded = run("decode", *m, input=vectors).stdout.splitlines()
+    assert len(decoded) == 2
+    assert decoded == run("decode", "--beam", "1", *m, input=vectors).stdout.splitlines()
+    assert len(run("decode", "--beam", "3", *m, input=vectors).stdout.splitlines()) == 2
+    assert len(run("sample", "-n", "3", "--seed", "0", *m).stdout.splitlines()) == 3
+    assert len(run("interpolate", "the old house", "a dog", "--steps", "4", *m).stdout.splitlines()) == 4
+    run("paraphrase", "the old house", "-n", "2", "--scale", "3", "--seed", "0", *m)
+    (tmp_path / "a.txt").write_text("the old house\n")
+    (tmp_path / "b.txt").write_text("a dog\n")
+    assert len(run("steer", "the priest said mass", "--from", tmp_path / "a.txt", "--to", tmp_path / "b.txt", *m).stdout.splitlines()) == 1
+    assert len(run("analogy", "the old house", "a dog", "the priest", *m).stdout.splitlines()) == 1
+    metrics = json.loads(run("evaluate", valid, "--iw-samples", "2", "--limit", "10", "--json", *m).stdout)
+    assert metrics["sentences"] == 10 and metrics["au"] <= 8
+    vocabulary = len(VAEModel.from_pretrained(out).decoder_tokenizer)
+    assert metrics["token_unit"] == f"per subword token of the decoder's {vocabulary:,}-piece vocabulary, EOS counted"
+    refused = runner.invoke(app, ["finetune", str(corpus), "--decoder", str(llama_dir), "--injection", "memory", "--out", str(tmp_path / "x")])
+    assert refused.exit_code == 2 and refused.stderr.count("\n") == 1 and "cross-attention" in refused.stderr

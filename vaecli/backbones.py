@@ -73,24 +73,7 @@ def is_vae_dir(name: str) -> bool:
 
 def build_hf(name: str) -> tuple[Any, Any]:
     """A pretrained encoder-decoder from a local directory or, for a hub name, the hub."""
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
-    local = Path(name).is_dir()
-    if not local and (Path(name).exists() or name.startswith((".", "/", "~"))):
-        raise ModelDirError(f"--model {name}: no such directory")
-    offline = local or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-    try:
-        model = AutoModelForSeq2SeqLM.from_pretrained(name, local_files_only=offline, use_safetensors=True, trust_remote_code=False)
-        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline, trust_remote_code=False)
-    except (OSError, ValueError) as e:
-        from vaecli.hub import hub_offline, in_hub_cache, unknown_model
-
-        # A name that is no directory and not in the cache, offline or unknown to the hub: a typo, not a network failure.
-        if not local and not in_hub_cache(name) and (hub_offline() or "not a valid model identifier" in str(e)):
-            raise unknown_model(name) from None
-        where = "the directory" if local else "the hub (or its cache)"
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else e.__class__.__name__
-        raise ModelDirError(f"--model {name}: cannot load a safetensors encoder-decoder from {where}: {first}") from None
+    model, tokenizer = pretrained("--model", name, "AutoModelForSeq2SeqLM", "encoder-decoder")
     if not getattr(model.config, "is_encoder_decoder", False):
         raise ModelDirError(f"--model {name} is not an encoder-decoder model")
     if model.config.decoder_start_token_id is None:
@@ -114,16 +97,16 @@ def build_causal_vae(encoder: str, decoder: str, vae_config: VAEConfig) -> VAEMo
     """A new encoder + causal-LM VAE: `encoder` and `decoder` are embedded names, hub names or local directories."""
     from vaecli.causal import EncoderAndLM
 
-    enc_model, enc_tok = _pretrained("encoder", minilm_path() if encoder == EMBEDDED else encoder, "AutoModel")
+    enc_model, enc_tok = pretrained("--encoder", minilm_path() if encoder == EMBEDDED else encoder, "AutoModel", "encoder")
     if getattr(enc_model.config, "is_encoder_decoder", False):
         raise ModelDirError(f"--encoder {encoder} is an encoder-decoder; pass it as --model, or name an encoder (BERT, RoBERTa, MiniLM)")
     from vaecli.embedded import smollm2_path
 
-    dec_model, dec_tok = _pretrained("decoder", smollm2_path() if decoder == EMBEDDED_DECODER else decoder, "AutoModelForCausalLM")
+    dec_model, dec_tok = pretrained("--decoder", smollm2_path() if decoder == EMBEDDED_DECODER else decoder, "AutoModelForCausalLM", "causal LM")
     return VAEModel(EncoderAndLM(enc_model, dec_model), vae_config, enc_tok, dec_tok)
 
 
-def _pretrained(role: str, name: str | Path, auto_class: str) -> tuple[Any, Any]:
+def pretrained(option: str, name: str | Path, auto_class: str, what: str) -> tuple[Any, Any]:
     """A pretrained model (safetensors only, no remote code) and its tokenizer, from a directory or the hub."""
     import transformers
     from transformers import AutoTokenizer
@@ -131,13 +114,18 @@ def _pretrained(role: str, name: str | Path, auto_class: str) -> tuple[Any, Any]
     name = str(name)
     local = Path(name).is_dir()
     if not local and (Path(name).exists() or name.startswith((".", "/", "~"))):
-        raise ModelDirError(f"--{role} {name}: no such directory")
+        raise ModelDirError(f"{option} {name}: no such directory")
     offline = local or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
     try:
         model = getattr(transformers, auto_class).from_pretrained(name, local_files_only=offline, use_safetensors=True, trust_remote_code=False)
         tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as e:
+        from vaecli.hub import hub_offline, in_hub_cache, unknown_model
+
+        # A name that is no directory and not in the cache, offline or unknown to the hub: a typo, not a network failure.
+        if not local and not in_hub_cache(name) and (hub_offline() or "not a valid model identifier" in str(e)):
+            raise unknown_model(name, option) from None
         where = "the directory" if local else "the hub (or its cache)"
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else e.__class__.__name__
-        raise ModelDirError(f"--{role} {name}: cannot load a safetensors {role} from {where}: {first}") from None
+        raise ModelDirError(f"{option} {name}: cannot load a safetensors {what} from {where}: {first}") from None
     return model, tokenizer

@@ -169,6 +169,9 @@ class SentenceChunks:
     def __init__(self, texts: list[str], input_file: Path | None) -> None:
         from vaecli.io import stream_lines
 
+        if texts == ["-"] and input_file is None:  # a lone `-` means stdin, as in every Unix tool
+            texts = []
+        self.input_file = input_file
         self.blank = 0
         self._pieces = stream_lines(texts, str(input_file) if input_file else None, sys.stdin.buffer, ENCODE_CHUNK)
         self._first: list[str] | None = None
@@ -186,6 +189,8 @@ class SentenceChunks:
             from vaecli.io import InputError
 
             report_blank(self.blank)
+            if self.input_file is not None and str(self.input_file) != "-":
+                raise InputError(f"{self.input_file} has no sentences")
             raise InputError("no sentences given: pass them as arguments, with -i FILE, or on stdin")
         return self._first
 
@@ -216,7 +221,8 @@ def finetune(
     phase2_steps: Annotated[int, typer.Option(help="Optimizer steps of phase 2.")] = 2000,
     phase1_epochs: Annotated[Optional[float], typer.Option(help="Phase 1 length in epochs (overrides steps).")] = None,
     phase2_epochs: Annotated[Optional[float], typer.Option(help="Phase 2 length in epochs (overrides steps).")] = None,
-    freeze_decoder: Annotated[bool, typer.Option("--freeze-decoder", metavar=FLAG, help="Phase 1: keep the decoder's pretrained weights fixed.")] = False,
+    freeze_decoder: Annotated[Optional[bool], typer.Option("--freeze-decoder/--no-freeze-decoder", help="Phase 1: keep the decoder's pretrained "
+                                                           "weights fixed \\[default: on for a causal LM].")] = None,
     calibrate: Annotated[Optional[bool], typer.Option("--calibrate/--no-calibrate", help="Data-dependent init of the new layers "
                                                       "(default: on for a causal LM).")] = None,
     lora: Annotated[int, typer.Option(help="LoRA rank for a causal decoder (0 = off; needs peft): its base weights stay fixed.")] = 0,
@@ -227,14 +233,16 @@ def finetune(
     beta_max: Annotated[float, typer.Option(help="Largest KL weight.")] = 1.0,
     beta_cycles: Annotated[int, typer.Option(help="Cycles of the cyclical schedule.")] = 4,
     beta_ramp: Annotated[float, typer.Option(help="Fraction of a cycle spent rising.")] = 0.5,
-    free_bits: Annotated[float, typer.Option(help="Free bits lambda: nats per dimension, on the batch-averaged KL.")] = 0.5,
+    free_bits: Annotated[Optional[float], typer.Option(help="Free bits lambda: nats per dimension, on the batch-averaged KL "
+                                                        "\\[default: 0.5 encoder-decoder, 3 causal LM].")] = None,
     latent_dim: Annotated[int, typer.Option(help="Size of z.")] = 32,
     pooling: Annotated[str, typer.Option(help="mean or max (padding masked).")] = "mean",
     injection: Annotated[Optional[str], typer.Option(help="memory, prefix, embedding or both (prefix + embedding). "
                                                      "Default: memory (encoder-decoder), both (causal LM).")] = None,
     memory_slots: Annotated[int, typer.Option(help="Vectors z becomes under memory injection.")] = 4,
     prefix_slots: Annotated[int, typer.Option(help="Key/value slots per decoder layer under prefix / both injection.")] = 1,
-    init_logvar: Annotated[float, typer.Option(help="Initial log-variance of q(z|x) (below 0: z starts close to mu).")] = 0.0,
+    init_logvar: Annotated[Optional[float], typer.Option(help="Initial log-variance of q(z|x) (below 0: z starts close to mu) "
+                                                          "\\[default: 0 encoder-decoder, -6 causal LM].")] = None,
     bow: Annotated[float, typer.Option(help="Weight of a bag-of-words loss from z (Zhao et al. 2017); 0 = off.")] = 0.0,
     word_dropout: Annotated[float, typer.Option(help="Fraction of decoder input tokens replaced by padding in training.")] = 0.0,
     batch_size: Annotated[int, typer.Option(help="Sentences per optimizer step, all processes together (the global batch).")] = 32,
@@ -276,7 +284,9 @@ def finetune(
             if path:
                 check_text_file(path)
         if not resume:
-            check_backbone_name(cfg.model)
+            names = {"--model": cfg.model} if cfg.model is not None else {"--encoder": cfg.encoder, "--decoder": cfg.decoder}
+            for option, name in names.items():
+                check_backbone_name(name, option)
         quiet_libraries()
         from vaecli.train import Interrupted, RunError, is_main_process
         from vaecli.train import finetune as run

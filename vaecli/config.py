@@ -23,6 +23,8 @@ DEFAULT_ENCODER = "minilm"
 DEFAULT_DECODER = "smollm2"
 DEFAULT_CAUSAL_INJECTION = "both"
 NEW_LR_SCALE_CAUSAL = 10.0
+FREE_BITS_CAUSAL = 3.0
+INIT_LOGVAR_CAUSAL = -6.0
 
 
 class ConfigError(ValueError):
@@ -118,8 +120,9 @@ class TrainConfig:
     """Alternative to phase1_steps: epochs over the training file."""
     phase2_epochs: float | None = None
     """Alternative to phase2_steps: epochs over the training file."""
-    freeze_decoder: bool = False
-    """Phase 1: keep the backbone decoder's pretrained weights fixed (new parts still train)."""
+    freeze_decoder: bool | None = None
+    """Phase 1: keep the backbone decoder's pretrained weights fixed (new parts still train); default: on
+    for a causal LM (measured: it makes the decoder read z, see benchmarks/levers.py), off for an encoder-decoder."""
     phase1_denoise: float = 0.0
     """Phase 1: fraction of encoder input tokens deleted at random."""
     denoise: float = 0.15
@@ -132,8 +135,9 @@ class TrainConfig:
     """Cycles of the cyclical schedule."""
     beta_ramp: float = 0.5
     """Fraction of each cycle (or of phase 2, for linear) spent rising from 0 to beta_max."""
-    free_bits: float = 0.5
-    """Free bits lambda in nats per latent dimension, on the batch-averaged KL (see README)."""
+    free_bits: float | None = None
+    """Free bits lambda in nats per latent dimension, on the batch-averaged KL (see README); default 0.5
+    for an encoder-decoder, FREE_BITS_CAUSAL for a causal LM (room in z for a sentence's words)."""
     latent_dim: int = 32
     """Size of z."""
     pooling: Pooling = "mean"
@@ -144,8 +148,9 @@ class TrainConfig:
     """Vectors z becomes under memory injection."""
     prefix_slots: int = 1
     """Key/value slots per decoder layer under prefix / both injection."""
-    init_logvar: float = 0.0
-    """Initial bias of the logvar head (log of the starting posterior variance)."""
+    init_logvar: float | None = None
+    """Initial bias of the logvar head (log of the starting posterior variance); default 0 for an
+    encoder-decoder, INIT_LOGVAR_CAUSAL for a causal LM (z starts close to mu, not unit noise)."""
     word_dropout: float = 0.0
     """Training: fraction of the decoder's input tokens replaced by the pad token (Bowman et al. 2016),
     so the decoder must lean on z; targets stay intact."""
@@ -236,8 +241,10 @@ class TrainConfig:
 
     def _resolve_backbone(self) -> list[str]:
         """Fill in the defaults that depend on the model family; return what is inconsistent."""
+        problems = []
         if self.model is not None and (self.encoder is not None or self.decoder is not None):
-            return ["--model names an encoder-decoder (or a vaecli directory); --encoder/--decoder an encoder and a causal LM: give one or the other"]
+            problems.append("--model names an encoder-decoder (or a vaecli directory); --encoder/--decoder an encoder and a causal LM: "
+                            "give one or the other")
         if self.model is None:
             self.encoder = self.encoder or DEFAULT_ENCODER
             self.decoder = self.decoder or DEFAULT_DECODER
@@ -248,7 +255,12 @@ class TrainConfig:
             self.new_lr_scale = NEW_LR_SCALE_CAUSAL if causal else 1.0
         if self.calibrate is None:
             self.calibrate = causal
-        problems = []
+        if self.freeze_decoder is None:
+            self.freeze_decoder = causal
+        if self.free_bits is None:
+            self.free_bits = FREE_BITS_CAUSAL if causal else 0.5
+        if self.init_logvar is None:
+            self.init_logvar = INIT_LOGVAR_CAUSAL if causal else 0.0
         if causal and self.injection == "memory":
             problems.append("--injection memory needs cross-attention, which a decoder-only LM lacks: use prefix, embedding or both")
         if self.new_lr_scale <= 0:

@@ -1,6 +1,7 @@
-"""Whether a `--model` name can name a backbone, decided without torch or transformers.
+"""Whether a `--model` / `--encoder` / `--decoder` name can name a backbone, decided without torch or transformers.
 
-`vae finetune --model NAME` takes `minilm`, a local directory, or a hub name. A typo used to surface,
+`vae finetune --model NAME` takes `minilm`, a local directory, or a hub name (`--encoder`: `minilm` too;
+`--decoder`: `smollm2`). A typo used to surface,
 after the heavy imports, as the hub's network error ("We couldn't connect to 'https://huggingface.co'").
 Offline (HF_HUB_OFFLINE set), a name that is neither a directory nor in the hub cache cannot load:
 it is refused at once, as a bad option (exit 2).
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from vaecli.io import InputError
 
-EMBEDDED = "minilm"
+EMBEDDED = {"--model": "minilm", "--encoder": "minilm", "--decoder": "smollm2"}
 
 
 def hub_offline() -> bool:
@@ -32,16 +33,16 @@ def in_hub_cache(name: str) -> bool:
         return False
 
 
-def unknown_model(name: str) -> InputError:
-    return InputError(f"--model {name}: no local directory or cached hub model named {name!r}; is it a typo?")
+def unknown_model(name: str, option: str = "--model") -> InputError:
+    return InputError(f"{option} {name}: no local directory or cached hub model named {name!r}; is it a typo?")
 
 
-def check_backbone_name(name: str) -> None:
-    """Refuse a --model that cannot load: a missing path, or, offline, a name the hub cache lacks."""
+def check_backbone_name(name: str, option: str = "--model") -> None:
+    """Refuse a backbone name that cannot load: a missing path, or, offline, a name the hub cache lacks."""
     path = Path(name)
-    if name == EMBEDDED or path.is_dir():
+    if name == EMBEDDED[option] or path.is_dir():
         return
     if path.exists() or name.startswith((".", "/", "~")):
-        raise InputError(f"--model {name}: no such directory")
+        raise InputError(f"{option} {name}: no such directory")
     if hub_offline() and not in_hub_cache(name):
-        raise unknown_model(name)
+        raise unknown_model(name, option)
