@@ -26,7 +26,7 @@ print("paraphrases:", vae.paraphrase("the old house", n=2, scale=2.0, seed=0))
 print("steered:", vae.steer("the old house", ["a sad day", "he wept"], ["a happy day", "he laughed"]))
 print("analogy:", vae.analogy("the old house", "the old houses", "a dog"))
 
-batch = vae.tokenizer(["the old house", "a dog"], padding=True, return_tensors="pt")
+batch = vae.tokenize_batch(["the old house", "a dog"])  # encoder inputs, and the decoder's own targets
 with torch.no_grad():
-    out = vae(batch["input_ids"], batch["attention_mask"])  # named parts: loss, rec, kl, mu, logvar, z, logits
+    out = vae(**batch)  # named parts: loss, rec, kl, mu, logvar, z, logits
 print(f"forward: loss {out.loss.item():.2f}, rec {out.rec.item():.2f}, kl {out.kl.item():.2f}, z {tuple(out.z.shape)}")

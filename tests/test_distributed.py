@@ -68,3 +68,21 @@ def test_two_processes_match_one_and_resume(t5_dir, corpus, valid, tmp_path):
     a, b = load_file(str(part / "checkpoint" / "model.safetensors")), load_file(str(full / "checkpoint" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [x["loss"] for x in records(part, "train")] == [x["loss"] for x in records(full, "train")]
+
+
+def test_two_processes_match_one_for_an_encoder_and_causal_lm(bert_dir, llama_dir, corpus, valid, tmp_path):
+    """The causal family under accelerate launch: calibration is the same in each process, losses agree with one process."""
+    one, two = tmp_path / "one", tmp_path / "two"
+
+    def causal(out: Path) -> list[str]:
+        argv = args(corpus, valid, bert_dir, out, 6)
+        i = argv.index("--model")
+        return argv[:i] + ["--encoder", str(bert_dir), "--decoder", str(llama_dir)] + argv[i + 2 :]
+
+    subprocess.run([sys.executable, "-m", "vaecli", *causal(one)], check=True, env=env(), capture_output=True)
+    r = subprocess.run([*LAUNCH, "-m", "vaecli", *causal(two)], env=env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip() == str(two)
+    for a, b in zip(records(one, "train"), records(two, "train"), strict=True):
+        assert (a["phase"], a["step"]) == (b["phase"], b["step"]) and b["loss"] == pytest.approx(a["loss"], rel=0.02)
+    assert json.loads((two / "config.json").read_text())["family"] == "causal"
