@@ -51,6 +51,7 @@ def test_usage_errors_come_before_heavy_imports(tmp_path):
         ("finetune", "missing.txt"): (2, "error: missing.txt: no such file"),
         ("finetune", str(CORPUS), "--valid", "missing.txt"): (2, "error: missing.txt: no such file"),
         ("finetune", str(CORPUS), "--beta-max", "-1", "--lr", "0"): (2, "error: --beta-max must be >= 0; --lr must be > 0"),
+        ("finetune", str(CORPUS), "--phase", "3"): (2, "error: --phase must be both, 1 or 2, got '3'"),
         ("finetune", str(CORPUS), "--model", "nosuch-model"): (
             2, "error: --model nosuch-model: no local directory or cached hub model named 'nosuch-model'; is it a typo?"),
         ("finetune", str(CORPUS), "--model", "./nosuch-dir"): (2, "error: --model ./nosuch-dir: no such directory"),

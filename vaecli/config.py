@@ -196,7 +196,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         problems = []
         if self.phase not in ("both", "1", "2"):
-            problems.append(f"--phase must be 1 or 2, got {self.phase!r}")
+            problems.append(f"--phase must be both, 1 or 2, got {self.phase!r}")
         for name in ("phase1_steps", "phase2_steps"):
             if getattr(self, name) < 0:
                 problems.append(f"--{name.replace('_', '-')} must be >= 0")
