@@ -20,8 +20,8 @@ $(VENV)/.installed: pyproject.toml
 
 quickstart: setup
 	$(VAE) finetune examples/wordnet/train.txt --valid examples/wordnet/valid.txt --out vae-model --overwrite \
-		--phase1-steps 120 --phase2-steps 120 --batch-size 32 --valid-every 60 --save-every 60
-	$(VAE) encode "the old house" "she soaks up foreign languages like a sponge" | cut -c1-120
+		--phase1-steps 100 --phase2-steps 40 --batch-size 32 --valid-every 50 --save-every 50
+	$(VAE) encode "the old house" "she soaks up foreign languages like a sponge" | $(VAE) decode
 	$(VAE) interpolate "the old house" "she soaks up foreign languages like a sponge" --steps 5
 	$(VAE) sample -n 3 --seed 0
 	$(PY) examples/api.py

@@ -529,7 +529,8 @@ def test_help_shows_defaults_metavars_and_flags():
     finetune = help_lines("finetune")
     assert finetune[0] == "Usage: vae finetune [OPTIONS] {TRAIN_FILE}"
     assert "--batch-size <int> Sentences per optimizer step, all processes together (the global batch). [default: 32]" in finetune
-    assert "--freeze-decoder Phase 1: keep the decoder's pretrained weights fixed." in finetune
+    assert "--freeze-decoder --no-freeze-decoder Phase 1: keep the decoder's pretrained weights fixed [default: on for a causal LM]." in finetune
+    assert "--calibrate --no-calibrate Data-dependent init of the new layers [default: on for a causal LM]." in finetune
 
     plot = help_lines("plot")
     assert plot[0] == "Usage: vae plot [OPTIONS] [RUN_DIR]"

@@ -221,10 +221,10 @@ def finetune(
     phase2_steps: Annotated[int, typer.Option(help="Optimizer steps of phase 2.")] = 2000,
     phase1_epochs: Annotated[Optional[float], typer.Option(help="Phase 1 length in epochs (overrides steps).")] = None,
     phase2_epochs: Annotated[Optional[float], typer.Option(help="Phase 2 length in epochs (overrides steps).")] = None,
-    freeze_decoder: Annotated[Optional[bool], typer.Option("--freeze-decoder/--no-freeze-decoder", help="Phase 1: keep the decoder's pretrained "
+    freeze_decoder: Annotated[Optional[bool], typer.Option("--freeze-decoder/--no-freeze-decoder", metavar=FLAG, help="Phase 1: keep the decoder's pretrained "
                                                            "weights fixed \\[default: on for a causal LM].")] = None,
-    calibrate: Annotated[Optional[bool], typer.Option("--calibrate/--no-calibrate", help="Data-dependent init of the new layers "
-                                                      "(default: on for a causal LM).")] = None,
+    calibrate: Annotated[Optional[bool], typer.Option("--calibrate/--no-calibrate", metavar=FLAG, help="Data-dependent init of the new "
+                                                      "layers \\[default: on for a causal LM].")] = None,
     lora: Annotated[int, typer.Option(help="LoRA rank for a causal decoder (0 = off; needs peft): its base weights stay fixed.")] = 0,
     freeze_decoder_phase2: Annotated[bool, typer.Option("--freeze-decoder-phase2", metavar=FLAG, help="Phase 2: keep them fixed too.")] = False,
     phase1_denoise: Annotated[float, typer.Option(help="Phase 1: fraction of input tokens deleted.")] = 0.0,
