@@ -1,10 +1,11 @@
 """Which levers make a pretrained causal-LM decoder read z: short runs side by side, one variant at a time.
 
     python benchmarks/levers.py --steps 60 --threads 1            # phase 1 only, every lever
-    python benchmarks/levers.py --steps 60 --only default,frozen  # a subset
+    python benchmarks/levers.py --steps 60 --only "decoder trained,frozen decoder ("   # a subset (name prefixes)
 
 Each variant finetunes MiniLM + SmolLM2 (the embedded pair) on WordNet for --steps phase-1 steps
-(beta 0: an autoencoder, so the question is only whether the decoder uses z), batch 32, then
+(beta 0: an autoencoder, so the question is only whether the decoder uses z), batch 32, from the
+causal-LM defaults with the decoder trained (BASE) plus the variant's change, then
 `vae evaluate` on the first --eval valid sentences: Rec, the z-shuffle gap (Rec with another
 sentence's z minus Rec with its own: 0 = z ignored), greedy-from-mu BLEU and exact match. steps/s is
 measured in the same process, so the variants compare at equal wall-clock by ratio.
@@ -20,10 +21,11 @@ from pathlib import Path
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
-BASE = dict(phase="1", injection="both", init_logvar=-6.0, new_lr_scale=10.0)
+BASE = dict(phase="1", injection="both", init_logvar=-6.0, new_lr_scale=10.0, freeze_decoder=False, calibrate=True)
 VARIANTS = {
-    "default": {},
-    "frozen decoder": dict(freeze_decoder=True),
+    "decoder trained in phase 1": {},
+    "frozen decoder (the default)": dict(freeze_decoder=True),
+    "no calibration": dict(calibrate=False),
     "z noisy at start (init logvar 0)": dict(init_logvar=0.0),
     "new layers at lr x1": dict(new_lr_scale=1.0),
     "word dropout 0.3": dict(word_dropout=0.3),
@@ -75,7 +77,8 @@ def main() -> None:
     print("| variant | steps/s ratio | Rec | shuffle gap | gap / Rec | BLEU | exact |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, speed, _, m in rows:
-        print(f"| {name} | {speed / base:.2f} | {m['rec']:.2f} | {m['shuffle_gap']:.2f} | {m['shuffle_gap'] / m['rec']:.2f} | {m['bleu']:.1f} | {m['exact_match']:.3f} |")
+        gap = m["shuffle_gap"]
+        print(f"| {name} | {speed / base:.2f} | {m['rec']:.2f} | {gap:.2f} | {gap / m['rec']:.2f} | {m['bleu']:.1f} | {m['exact_match']:.3f} |")
 
 
 if __name__ == "__main__":
