@@ -470,6 +470,15 @@ def test_resume_repairs_a_torn_metrics_line(run_copy, corpus, t5_dir):
     assert metrics.read_text() == good
 
 
+def test_plot_reads_a_run_with_a_torn_metrics_line(run_copy):
+    from vaecli.plot import read_metrics
+
+    metrics = run_copy / "metrics.jsonl"
+    good = [json.loads(line) for line in metrics.read_text().splitlines()]
+    metrics.write_text(metrics.read_text() + '{"kind": "valid", "ph')
+    assert read_metrics(run_copy) == good
+
+
 def test_resume_refuses_options_that_cannot_change(run_copy, corpus, t5_dir):
     before = tree(run_copy)
     r = CliRunner().invoke(app, finetune_args(corpus, t5_dir, run_copy, "--resume", "--phase2-steps", "30", "--lr", "0.5", "--seed", "7"))
