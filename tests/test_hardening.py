@@ -49,7 +49,7 @@ def sentences(n: int) -> str:
 # -- 5: a full disk ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["encode", "decode"])
+@pytest.mark.parametrize("command", ["encode", pytest.param("decode", marks=pytest.mark.slow)])  # a subprocess each
 def test_full_stdout_is_one_line_exit_1(model_dir, tmp_path, command):
     vectors = tmp_path / "v.jsonl"
     vectors.write_text(json.dumps([0.0] * 8) + "\n")
@@ -127,7 +127,7 @@ def test_files_written_aside_respect_the_umask(tmp_path, umask):
 # -- 6: a reader that closes the pipe -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fmt", ["npy", "safetensors"])
+@pytest.mark.parametrize("fmt", ["npy", pytest.param("safetensors", marks=pytest.mark.slow)])  # a subprocess each
 def test_closed_pipe_exits_0_for_every_format(model_dir, tmp_path, fmt):
     big = tmp_path / "big.txt"
     big.write_text(sentences(4000))  # > 64 KiB of output in every format: the writer meets the closed pipe
@@ -335,7 +335,7 @@ def run_on_terminal(cmd: list[str], answer: bytes = b"y\n", timeout: float = 120
         os.close(master)
 
 
-@pytest.mark.parametrize("kind", ["vaecli model", "backbone"])
+@pytest.mark.parametrize("kind", ["vaecli model", pytest.param("backbone", marks=pytest.mark.slow)])  # a subprocess each
 def test_model_folder_code_never_runs_even_on_a_terminal(model_dir, t5_dir, tmp_path, kind):
     marker = tmp_path / "PWNED"
     if kind == "vaecli model":
