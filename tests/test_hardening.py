@@ -49,7 +49,7 @@ def sentences(n: int) -> str:
 # -- 5: a full disk ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["encode", "decode"])
+@pytest.mark.parametrize("command", ["encode", pytest.param("decode", marks=pytest.mark.slow)])  # a subprocess each
 def test_full_stdout_is_one_line_exit_1(model_dir, tmp_path, command):
     vectors = tmp_path / "v.jsonl"
     vectors.write_text(json.dumps([0.0] * 8) + "\n")
@@ -127,7 +127,7 @@ def test_files_written_aside_respect_the_umask(tmp_path, umask):
 # -- 6: a reader that closes the pipe -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fmt", ["npy", "safetensors"])
+@pytest.mark.parametrize("fmt", ["npy", pytest.param("safetensors", marks=pytest.mark.slow)])  # a subprocess each
 def test_closed_pipe_exits_0_for_every_format(model_dir, tmp_path, fmt):
     big = tmp_path / "big.txt"
     big.write_text(sentences(4000))  # > 64 KiB of output in every format: the writer meets the closed pipe
@@ -335,7 +335,7 @@ def run_on_terminal(cmd: list[str], answer: bytes = b"y\n", timeout: float = 120
         os.close(master)
 
 
-@pytest.mark.parametrize("kind", ["vaecli model", "backbone"])
+@pytest.mark.parametrize("kind", ["vaecli model", pytest.param("backbone", marks=pytest.mark.slow)])  # a subprocess each
 def test_model_folder_code_never_runs_even_on_a_terminal(model_dir, t5_dir, tmp_path, kind):
     marker = tmp_path / "PWNED"
     if kind == "vaecli model":
@@ -468,6 +468,15 @@ def test_resume_repairs_a_torn_metrics_line(run_copy, corpus, t5_dir):
     assert r.exit_code == 0, r.output
     assert "Traceback" not in r.output
     assert metrics.read_text() == good
+
+
+def test_plot_reads_a_run_with_a_torn_metrics_line(run_copy):
+    from vaecli.plot import read_metrics
+
+    metrics = run_copy / "metrics.jsonl"
+    good = [json.loads(line) for line in metrics.read_text().splitlines()]
+    metrics.write_text(metrics.read_text() + '{"kind": "valid", "ph')
+    assert read_metrics(run_copy) == good
 
 
 def test_resume_refuses_options_that_cannot_change(run_copy, corpus, t5_dir):

@@ -18,6 +18,7 @@ Text input
 """
 
 import errno
+import json
 import os
 import re
 import secrets
@@ -40,6 +41,7 @@ __all__ = [
     "disk_full",
     "is_disk_full",
     "read_lines",
+    "read_records",
     "stream_lines",
 ]
 
@@ -290,6 +292,21 @@ def read_lines(
     if stdin is None:
         raise InputError("no input: give sentences as arguments, a file path, or pipe text on stdin")
     return _to_lines(line for _, line in _split_lines(_read_stream(stdin)))
+
+
+def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The JSON objects of a .jsonl file we append to (metrics.jsonl), skipping a line that does not
+    parse: the torn tail a process killed during its append leaves behind."""
+    records = []
+    with open(path, "rb") as handle:
+        for line in handle.read().decode("utf-8", errors="replace").split("\n"):
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+    return records
 
 
 def _ready(stream: Any) -> bool:

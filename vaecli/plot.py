@@ -6,7 +6,6 @@ Agg backend, so no display is needed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -26,7 +25,9 @@ def read_metrics(run_dir: Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: plot a `vae finetune` output directory")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from vaecli.io import read_records
+
+    return read_records(path)  # a live or killed run's torn last line is skipped
 
 
 def _pyplot():

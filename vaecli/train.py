@@ -343,20 +343,13 @@ class Trainer:
         A line that does not parse (the torn tail a kill during the append leaves) is dropped too:
         it can only be the last record, and the resumed run writes it again.
         """
-        from vaecli.io import atomic_write_bytes
+        from vaecli.io import atomic_write_bytes, read_records
 
         path = self.out / "metrics.jsonl"
         if not path.exists() or not self.accelerator.is_main_process:
             return
-        keep = []
-        for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-                if (record["phase"], record["step"]) <= (phase, step):
-                    keep.append(line)
-            except (ValueError, KeyError, TypeError):
-                continue
-        atomic_write_bytes(path, "".join(line + "\n" for line in keep).encode("utf-8"))
+        keep = [r for r in read_records(path) if (r.get("phase", 0), r.get("step", 0)) <= (phase, step)]
+        atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in keep).encode("utf-8"))
 
     def run_phase(self, phase: int, start_step: int) -> None:
         from transformers import get_linear_schedule_with_warmup
