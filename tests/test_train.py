@@ -234,7 +234,7 @@ def test_phase2_keeps_the_best_reconstruction_not_the_best_elbo(tmp_path):
 
 
 def test_collapse_warning_in_both_phases_advises_only_what_is_not_set(tmp_path):
-    cfg = TrainConfig(train_file="x", phase1_steps=120, phase2_steps=120)
+    cfg = TrainConfig(train_file="x", model="minilm", phase1_steps=120, phase2_steps=120)  # encoder-decoder defaults
     phase1 = dict(rec=60.0, kl=5.0, elbo=65.0, au=0, mi=0.069, gap=0.022)
     events, _, _ = keep_run(cfg, 1, [phase1], tmp_path / "a")
     assert [e["text"] for e in events if e["kind"] == "message"] == [

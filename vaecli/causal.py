@@ -25,6 +25,10 @@ class EncoderAndLM(nn.Module):
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module) -> None:
         super().__init__()
+        if getattr(encoder, "pooler", None) is not None:
+            # BERT's [CLS] pooler is never used (z comes from masked pooling of the last states): dropped,
+            # so it costs nothing and no parameter goes without a gradient (DDP refuses that).
+            encoder.pooler = None
         self.encoder = encoder
         self.decoder = decoder
 
