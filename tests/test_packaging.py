@@ -27,10 +27,11 @@ def test_license_is_an_spdx_string_with_a_setuptools_that_reads_it():
 
 def test_slow_marker_matches_the_readme():
     (marker,) = PYPROJECT["tool"]["pytest"]["ini_options"]["markers"]
-    assert marker == "slow: tests too long for the default suite (deselected by default; run with -m slow): the 2,000-config fuzz of model loading"
+    assert marker == ("slow: tests too long for the default suite (deselected by default; run with -m slow): long fuzzing, "
+                      "the real SmolLM2 conversion, long subprocess runs")
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
     assert ("Tests too long for the default suite belong under the `slow` marker (`pytest -m slow`): the fuzz test of model loading "
-            "with 2,000 random configs.") in readme
+            "with 2,000 random configs, the real conversion of the embedded SmolLM2, and a few long subprocess runs.") in readme
 
 
 def test_quick_start_by_hand_is_the_makefile_command():
