@@ -38,8 +38,9 @@ def load_tokenizer(directory: str | Path) -> Any:
     try:
         # Explicitly False: left unset, transformers asks on a terminal whether to run a folder's code.
         return AutoTokenizer.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
-    except (OSError, ValueError) as e:
-        raise ModelDirError(f"cannot load the tokenizer from {directory} ({str(e).splitlines()[0][:160]})") from None
+    except Exception as e:  # noqa: BLE001 -- it also parses the folder's untrusted config.json: any failure is one line
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise ModelDirError(f"cannot load the tokenizer from {directory} ({first})") from None
 
 
 def build_minilm() -> tuple[Any, Any, list[str]]:
