@@ -72,7 +72,8 @@ def test_broken_model_directory_is_one_clear_line(model_dir, tmp_path, fault):
     assert code == 1, stderr
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
     expected = {"missing weights": "missing", "truncated weights": "corrupt", "garbage weights": "corrupt", "missing config": "config.json",
-                "bad json": "not a valid vaecli config", "wrong latent size": "does not match", "unknown class": "which is not one this model family can use"}[fault]
+                "bad json": "not a valid vaecli config", "wrong latent size": "does not match",
+                "unknown class": "which is not one this model family can use"}[fault]
     assert expected in stderr
 
 

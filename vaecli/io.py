@@ -539,21 +539,11 @@ def atomic_open(path: str | os.PathLike[str], mode: Literal["wb", "w"] = "wb") -
     Unwritable destinations raise InputError; a full disk raises OSError(ENOSPC) naming path."""
     if mode not in ("wb", "w"):
         raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
-    name, target, folder = _target(path)
-    temp, fd = _temp_for(name, target, folder)
-    try:
+    with _replacing(path) as (_, fd, _):
         with _fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except BaseException as err:  # KeyboardInterrupt too: never leave a half-written temp behind
-        with suppress(FileNotFoundError):
-            os.unlink(temp)
-        if is_disk_full(err):
-            raise disk_full(name) from None
-        raise
-    _fsync_dir(folder)
 
 
 def atomic_save(path: str | os.PathLike[str], write: Callable[[str], None]) -> None:
@@ -561,10 +551,8 @@ def atomic_save(path: str | os.PathLike[str], write: Callable[[str], None]) -> N
     save_file): write(temp_path) fills a temporary file next to path, which then gets the
     permissions a plain open() would give (safetensors leaves 0o600), is fsynced and renamed
     onto path. On failure nothing is left behind; a full disk raises OSError(ENOSPC) naming path."""
-    name, target, folder = _target(path)
-    temp, fd = _temp_for(name, target, folder)
-    os.close(fd)
-    try:
+    with _replacing(path) as (temp, fd, target):
+        os.close(fd)
         write(temp)
         os.chmod(temp, _plain_mode(target))
         fd = os.open(temp, os.O_RDONLY)
@@ -572,6 +560,17 @@ def atomic_save(path: str | os.PathLike[str], write: Callable[[str], None]) -> N
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@contextmanager
+def _replacing(path: str | os.PathLike[str]) -> Iterator[tuple[str, int, Any]]:
+    """(temp path, its open fd, the resolved target) beside path; renamed onto path when the block succeeds, removed when it
+    fails (KeyboardInterrupt too: never a half-written temp left behind); a full disk raises
+    OSError(ENOSPC) naming path."""
+    name, target, folder = _target(path)
+    temp, fd = _temp_for(name, target, folder)
+    try:
+        yield temp, fd, target
         os.replace(temp, target)
     except BaseException as err:
         with suppress(FileNotFoundError):
