@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from vaecli.atomic import atomic_open
 from vaecli.backbones import build_vae
 from vaecli.cli import app
 from vaecli.config import VAEConfig
-from vaecli.io import InputError, atomic_open
+from vaecli.io import InputError
 from vaecli.vectors import read_vectors
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +95,7 @@ def test_encode_output_onto_full_disk_keeps_the_old_file(model_dir, small_fs, tm
 
 def test_temp_file_of_a_killed_write_is_cleaned_by_the_next(tmp_path):
     target = tmp_path / "v.jsonl"
-    code = f"from vaecli.io import atomic_open\nwith atomic_open({str(target)!r}) as f:\n    f.write(b'x'); f.flush(); import os; os.kill(os.getpid(), 9)"
+    code = f"from vaecli.atomic import atomic_open\nwith atomic_open({str(target)!r}) as f:\n    f.write(b'x'); f.flush(); import os; os.kill(os.getpid(), 9)"
     subprocess.run([sys.executable, "-c", code], env=ENV, timeout=60)
     left = [p.name for p in tmp_path.iterdir()]
     assert len(left) == 1 and left[0].startswith(".v.jsonl.vaecli-") and left[0].endswith(".tmp")  # recognisable
@@ -110,7 +111,7 @@ def test_temp_file_of_a_killed_write_is_cleaned_by_the_next(tmp_path):
 def test_files_written_aside_respect_the_umask(tmp_path, umask):
     from safetensors.numpy import save_file
 
-    from vaecli.io import atomic_save
+    from vaecli.atomic import atomic_save
 
     old = os.umask(umask)
     try:

@@ -1,4 +1,4 @@
-"""Tests for vaecli.io: sentence input, atomic writes. No torch here."""
+"""Tests for vaecli.io (sentence input) and vaecli.atomic (atomic writes). No torch here."""
 
 import gzip
 import io
@@ -13,10 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vaecli.io as vio
+from vaecli.atomic import atomic_open, atomic_write_bytes
 from vaecli.io import (
     Lines,
-    atomic_open,
-    atomic_write_bytes,
     check_text_file,
     decode_text,
     read_lines,

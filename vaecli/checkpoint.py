@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from vaecli.io import atomic_save, atomic_write_bytes, disk_full, is_disk_full
+from vaecli.atomic import atomic_save, atomic_write_bytes, disk_full, is_disk_full
 from vaecli.model import WEIGHTS_NAME, ModelDirError, VAEModel
 
 TENSORS = "optimizer.safetensors"

@@ -80,7 +80,7 @@ def handled() -> Iterator[None]:
         err(f"error: {e}")
         raise typer.Exit(EXIT_ERROR) from None
     except OSError as e:
-        from vaecli.io import is_disk_full
+        from vaecli.atomic import is_disk_full
 
         if isinstance(e, BrokenPipeError) or e.errno == errno.EPIPE:
             # The reader went away (`| head -1`): stop quietly, and keep Python from complaining at exit.
@@ -408,7 +408,8 @@ def encode(
 ) -> None:
     """Sentences -> latent vectors (mu by default)."""
     with handled():
-        from vaecli.io import InputError, atomic_open
+        from vaecli.atomic import atomic_open
+        from vaecli.io import InputError
         from vaecli.vectors import write_vectors
 
         check_format(fmt)

@@ -294,7 +294,7 @@ class VAEModel(nn.Module):
         """Write config.json, model.safetensors and the tokenizer(s) into `directory` (files written aside, then renamed)."""
         from safetensors.torch import save_model
 
-        from vaecli.io import atomic_save, atomic_write_bytes
+        from vaecli.atomic import atomic_save, atomic_write_bytes
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

@@ -16,11 +16,12 @@ from typing import Any, Callable
 
 import torch
 
+from vaecli.atomic import disk_full, is_disk_full
 from vaecli.backbones import build_causal_vae, build_vae, is_vae_dir
 from vaecli.checkpoint import find_checkpoint, load_trainer_state, restore, save_checkpoint, save_model
 from vaecli.config import ConfigError, TrainConfig
 from vaecli.data import Batches, Corpus, delete_tokens, length_batches, load_corpus
-from vaecli.io import InputError, check_text_file, disk_full, is_disk_full
+from vaecli.io import InputError, check_text_file
 from vaecli.model import VAEModel
 from vaecli.rundir import RunDir, RunError
 from vaecli.schedule import beta_at
@@ -343,7 +344,8 @@ class Trainer:
         A line that does not parse (the torn tail a kill during the append leaves) is dropped too:
         it can only be the last record, and the resumed run writes it again.
         """
-        from vaecli.io import atomic_write_bytes, read_records
+        from vaecli.atomic import atomic_write_bytes
+        from vaecli.io import read_records
 
         path = self.out / "metrics.jsonl"
         if not path.exists() or not self.accelerator.is_main_process:
@@ -462,7 +464,7 @@ class Trainer:
     def write_training_json(self) -> None:
         if not self.accelerator.is_main_process:
             return
-        from vaecli.io import atomic_write_bytes
+        from vaecli.atomic import atomic_write_bytes
 
         record = {
             "config": self.cfg.to_dict(),
