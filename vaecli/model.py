@@ -29,11 +29,11 @@ from torch.nn import functional as F
 
 from vaecli.config import VAEConfig
 from vaecli.family import DecodeState, Dims, ModelDirError
+from vaecli.loading import CONFIG_NAME, WEIGHTS_NAME
 
 __all__ = ["VAEModel", "VAEOutput", "ModelDirError", "DecodeState", "Dims", "masked_pool", "kl_per_dim", "free_bits_kl", "log_normal"]
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+
 FORMAT_VERSION = 2  # 2: a "family" key and the causal family; 1 (encoder-decoder only) still loads
 
 
