@@ -1,4 +1,4 @@
-"""vaecli: turn a pretrained encoder-decoder Transformer into a text VAE by finetuning alone.
+"""vaecli: turn pretrained Transformers (an encoder-decoder, or an encoder + a causal LM) into a text VAE by finetuning alone.
 
 The public Python API is `TextVAE` (load with `TextVAE.from_pretrained(dir)`); heavy libraries are
 imported on first use so that `import vaecli` and `vae --help` stay fast.

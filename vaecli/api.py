@@ -13,6 +13,7 @@ from typing import Sequence, overload
 import numpy as np
 
 from vaecli import infer
+from vaecli.config import SAMPLE_NO_REPEAT_NGRAM
 from vaecli.model import VAEModel
 
 
@@ -32,13 +33,15 @@ class TextVAE(VAEModel):
         return z[0] if single else z
 
     def decode(self, z: np.ndarray, beam: int = 1, sample: bool = False, top_p: float = 1.0,
-               temperature: float = 1.0, seed: int | None = None) -> list[str]:
-        """One sentence per vector ((d,) or (n, d))."""
-        return infer.decode(self, z, beam=beam, sample=sample, top_p=top_p, temperature=temperature, seed=seed)
+               temperature: float = 1.0, seed: int | None = None, no_repeat_ngram: int = 0) -> list[str]:
+        """One sentence per vector ((d,) or (n, d)); no_repeat_ngram = n forbids repeating any n tokens."""
+        return infer.decode(self, z, beam=beam, sample=sample, top_p=top_p, temperature=temperature, seed=seed,
+                            no_repeat_ngram=no_repeat_ngram)
 
-    def sample(self, n: int = 1, temperature: float = 1.0, seed: int | None = None, **decode_args) -> list[str]:
-        """n sentences decoded from z ~ N(0, t^2 I)."""
-        return infer.decode(self, infer.prior(self, n, temperature, seed), **decode_args)
+    def sample(self, n: int = 1, temperature: float = 1.0, seed: int | None = None,
+               no_repeat_ngram: int = SAMPLE_NO_REPEAT_NGRAM, **decode_args) -> list[str]:
+        """n sentences decoded from z ~ N(0, t^2 I), none repeating 4 tokens of its own (no_repeat_ngram=0: off)."""
+        return infer.decode(self, infer.prior(self, n, temperature, seed), no_repeat_ngram=no_repeat_ngram, **decode_args)
 
     def interpolate(self, a: str, b: str, steps: int = 5, slerp: bool = False, **decode_args) -> list[str]:
         """Sentences along the path from a's encoding to b's (both ends included)."""

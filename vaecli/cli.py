@@ -15,6 +15,8 @@ from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
+from vaecli.config import SAMPLE_NO_REPEAT_NGRAM
+
 app = typer.Typer(
     help="Turn a pretrained encoder-decoder Transformer into a text VAE, and use its latent space from a shell.",
     no_args_is_help=True,
@@ -32,6 +34,7 @@ BeamOpt = Annotated[int, typer.Option(min=1, help="Beam width (1 = greedy).")]
 SampleOpt = Annotated[bool, typer.Option("--sample", metavar=FLAG, help="Sample tokens (nucleus) instead of greedy/beam decoding.")]
 TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus mass when sampling.")]
 TempOpt = Annotated[float, typer.Option(min=0.0, help="Softmax temperature when sampling.")]
+NoRepeatOpt = Annotated[int, typer.Option("--no-repeat-ngram", min=0, help="Never repeat a sequence of this many tokens within a sentence (0 = off).")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="Random seed (makes sampling reproducible).")]
 
 
@@ -461,7 +464,7 @@ def decode(
     input_file: Annotated[Optional[Path], typer.Option("--input", "-i", help="Vectors file (default: stdin).")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="jsonl, tsv, npy or safetensors (default: detect).")] = None,
     beam: BeamOpt = 1, sample: SampleOpt = False, top_p: TopPOpt = 1.0, temperature: TempOpt = 1.0,
-    seed: SeedOpt = None, model: ModelOpt = None,
+    no_repeat_ngram: NoRepeatOpt = 0, seed: SeedOpt = None, model: ModelOpt = None,
 ) -> None:
     """Latent vectors (any format `encode` writes) -> one sentence per line."""
     with handled():
@@ -482,7 +485,8 @@ def decode(
         vectors, _ = read_vectors(data, fmt, name=name, dim=vae.config.latent_dim)
         if not len(vectors):
             raise InputError(f"no vectors in {name}")
-        out_lines(infer.decode(vae, vectors, beam=beam, sample=sample, top_p=top_p, temperature=temperature, seed=seed))
+        out_lines(infer.decode(vae, vectors, beam=beam, sample=sample, top_p=top_p, temperature=temperature, seed=seed,
+                               no_repeat_ngram=no_repeat_ngram))
 
 
 @app.command()
@@ -490,7 +494,7 @@ def sample(
     n: Annotated[int, typer.Option("-n", min=1, help="How many sentences.")] = 10,
     scale: Annotated[float, typer.Option("--scale", "-t", min=0.0, help="Prior scale t: z ~ N(0, t^2 I).")] = 1.0,
     beam: BeamOpt = 1, sample_tokens: SampleOpt = False, top_p: TopPOpt = 1.0, temperature: TempOpt = 1.0,
-    seed: SeedOpt = None, model: ModelOpt = None,
+    no_repeat_ngram: NoRepeatOpt = SAMPLE_NO_REPEAT_NGRAM, seed: SeedOpt = None, model: ModelOpt = None,
 ) -> None:
     """Decode n draws from the prior."""
     with handled():
@@ -498,7 +502,8 @@ def sample(
         from vaecli import infer
 
         z = infer.prior(vae, n, scale, seed)
-        out_lines(infer.decode(vae, z, beam=beam, sample=sample_tokens, top_p=top_p, temperature=temperature, seed=seed))
+        out_lines(infer.decode(vae, z, beam=beam, sample=sample_tokens, top_p=top_p, temperature=temperature, seed=seed,
+                               no_repeat_ngram=no_repeat_ngram))
 
 
 @app.command()
@@ -535,14 +540,15 @@ def paraphrase(
     n: Annotated[int, typer.Option("-n", min=1, help="How many paraphrases (at most).")] = 5,
     scale: Annotated[float, typer.Option(min=0.0, help="Scale of the posterior's standard deviation.")] = 1.0,
     beam: BeamOpt = 1, sample_tokens: SampleOpt = False, top_p: TopPOpt = 1.0, temperature: TempOpt = 1.0,
-    seed: SeedOpt = None, model: ModelOpt = None,
+    no_repeat_ngram: NoRepeatOpt = 0, seed: SeedOpt = None, model: ModelOpt = None,
 ) -> None:
     """Distinct sentences decoded from around TEXT's posterior (TEXT itself left out)."""
     with handled():
         vae = load_model(model)
         from vaecli import infer
 
-        found = infer.paraphrase(vae, text, n, scale=scale, seed=seed, beam=beam, sample=sample_tokens, top_p=top_p, temperature=temperature)
+        found = infer.paraphrase(vae, text, n, scale=scale, seed=seed, beam=beam, sample=sample_tokens, top_p=top_p, temperature=temperature,
+                                 no_repeat_ngram=no_repeat_ngram)
         if len(found) < n:
             err(f"found {len(found)} distinct paraphrase(s) of {n}; try a larger --scale")
         out_lines(found)

@@ -25,6 +25,7 @@ DEFAULT_CAUSAL_INJECTION = "both"
 NEW_LR_SCALE_CAUSAL = 10.0
 FREE_BITS_CAUSAL = 3.0
 INIT_LOGVAR_CAUSAL = -6.0
+SAMPLE_NO_REPEAT_NGRAM = 4  # `sample`'s guard: z from the prior can loop ("the King's throne ... the King's throne")
 
 
 class ConfigError(ValueError):

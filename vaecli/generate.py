@@ -24,6 +24,23 @@ def _nucleus(logits: torch.Tensor, top_p: float, temperature: float, generator: 
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def ban_repeats(logits: torch.Tensor, history: torch.Tensor, n: int) -> torch.Tensor:
+    """Logits with -inf on every token that would repeat an n-gram already in its own row of history
+    (the rows' generated tokens so far); n < 1 bans nothing. Rows never see each other's history."""
+    if n < 1 or history.shape[1] < n:  # no n-gram yet to repeat
+        return logits
+    if n == 1:
+        return logits.scatter(1, history, -torch.inf)
+    windows = history.unfold(1, n, 1)  # (rows, t - n + 1, n): every n-gram so far
+    match = (windows[:, :, :-1] == history[:, -(n - 1):].unsqueeze(1)).all(dim=-1)
+    rows, starts = match.nonzero(as_tuple=True)
+    if rows.numel() == 0:
+        return logits
+    logits = logits.clone()
+    logits[rows, windows[rows, starts, -1]] = -torch.inf
+    return logits
+
+
 @torch.inference_mode()
 def generate(
     model: VAEModel,
@@ -34,10 +51,12 @@ def generate(
     top_p: float = 1.0,
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
+    no_repeat_ngram: int = 0,
 ) -> list[list[int]]:
-    """Token ids (without the start token, up to and excluding EOS) for each row of z."""
+    """Token ids (without the start token, up to and excluding EOS) for each row of z; with
+    no_repeat_ngram = n, no row repeats an n-token sequence of its own (a guard against loops)."""
     if beam > 1 and not sample:
-        return _beam_search(model, z, max_new_tokens, beam)
+        return _beam_search(model, z, max_new_tokens, beam, no_repeat_ngram)
     b = z.shape[0]
     state = model.decode_state(z)
     last = torch.full((b, 1), model.start_id, dtype=torch.long, device=z.device)
@@ -45,6 +64,8 @@ def generate(
     steps = []
     for _ in range(max_new_tokens):
         logits = model.decoder_logits(state, last)[:, -1].float()
+        if steps:
+            logits = ban_repeats(logits, torch.stack(steps, dim=1), no_repeat_ngram)
         if sample:
             token = _nucleus(logits, top_p, temperature, generator)
         else:
@@ -58,7 +79,7 @@ def generate(
     return strip_ids(torch.stack(steps, dim=1) if steps else last[:, :0], model)
 
 
-def _beam_search(model: VAEModel, z: torch.Tensor, max_new_tokens: int, k: int) -> list[list[int]]:
+def _beam_search(model: VAEModel, z: torch.Tensor, max_new_tokens: int, k: int, no_repeat_ngram: int = 0) -> list[list[int]]:
     """Beam search with length-normalised final scores (sum of log-probs / tokens)."""
     b, device = z.shape[0], z.device
     state = model.decode_state(z.repeat_interleave(k, dim=0))
@@ -71,6 +92,7 @@ def _beam_search(model: VAEModel, z: torch.Tensor, max_new_tokens: int, k: int) 
     offsets = (torch.arange(b, device=device) * k).unsqueeze(1)
     for _ in range(max_new_tokens):
         logp = torch.log_softmax(model.decoder_logits(state, last)[:, -1].float(), dim=-1)
+        logp = ban_repeats(logp, seqs, no_repeat_ngram)
         vocab = logp.shape[-1]
         # A finished beam continues only with padding, at no cost, so it keeps its score.
         logp = torch.where(finished.unsqueeze(1), torch.full_like(logp, -torch.inf), logp)

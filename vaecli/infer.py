@@ -70,15 +70,18 @@ def decode(
     seed: int | None = None,
     max_new_tokens: int | None = None,
     batch_size: int = BATCH,
+    no_repeat_ngram: int = 0,
 ) -> list[str]:
-    """One sentence per row of z: greedy by default, beam search, or nucleus sampling."""
+    """One sentence per row of z: greedy by default, beam search, or nucleus sampling; with
+    no_repeat_ngram = n, no sentence repeats an n-token sequence of its own."""
     z = check_vectors(model, z)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     limit = max_new_tokens or model.config.max_length
     texts: list[str] = []
     for start in range(0, len(z), batch_size):
         chunk = torch.from_numpy(z[start : start + batch_size]).to(model.device)
-        ids = generate(model, chunk, limit, beam=beam, sample=sample, top_p=top_p, temperature=temperature, generator=generator)
+        ids = generate(model, chunk, limit, beam=beam, sample=sample, top_p=top_p, temperature=temperature, generator=generator,
+                       no_repeat_ngram=no_repeat_ngram)
         texts.extend(t.strip() for t in model.decoder_tokenizer.batch_decode(ids, skip_special_tokens=True))
     return texts
 
