@@ -238,7 +238,7 @@ def main() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    from vaecli.train import use_bf16
+    from vaecli.precision import use_bf16
 
     bf16 = use_bf16("auto", 50_000_000)
     texts = sentences(DATA, max(args.encode_n, args.batch))

@@ -309,7 +309,7 @@ def finetune(
 
 
 def kept_text(kept: dict[str, Any]) -> str:
-    """Which validation the saved weights are: the best validation Rec (vaecli.train.keep_score)."""
+    """Which validation the saved weights are: the best validation Rec (vaecli.diagnose.keep_score)."""
     return (f"phase {kept['phase']} step {kept['step']}, the best validation rec ({kept['rec']:.3f}; kl {kept['kl']:.3f} "
             f"au {kept['au']}/{kept['dims']} mi {kept['mi']:.3f} gap {kept['gap']:.3f})")
 

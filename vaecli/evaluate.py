@@ -72,7 +72,7 @@ def evaluate(
     `progress(stage, done, total)` is called after each batch; nothing here prints.
     """
     from vaecli.data import tokenize
-    from vaecli.train import use_bf16
+    from vaecli.precision import use_bf16
 
     model.eval()
     report = progress or (lambda stage, done, total: None)

@@ -21,8 +21,11 @@ from vaecli.backbones import build_causal_vae, build_vae, is_vae_dir
 from vaecli.checkpoint import find_checkpoint, load_trainer_state, restore, save_checkpoint, save_model
 from vaecli.config import ConfigError, TrainConfig
 from vaecli.data import Batches, Corpus, delete_tokens, length_batches, load_corpus
+from vaecli.diagnose import collapse_warning, keep_score
 from vaecli.io import InputError, check_text_file
 from vaecli.model import VAEModel
+from vaecli.precision import use_bf16
+from vaecli.resume import resume_config
 from vaecli.rundir import RunDir, RunError
 from vaecli.schedule import beta_at
 from vaecli.stopping import StopFlag
@@ -31,7 +34,6 @@ from vaecli.validation import validate
 Event = dict[str, Any]
 LOG_EVERY = 10
 CALIBRATION_ROWS = 256  # training sentences that set the new layers' scales (vaecli/calibrate.py)
-COLLAPSE_NATS = 0.1  # KL or shuffle gap below this (nats per sentence) means z carries ~nothing
 
 
 class Interrupted(Exception):
@@ -40,59 +42,6 @@ class Interrupted(Exception):
     def __init__(self, checkpoint: Path) -> None:
         super().__init__(f"interrupted; checkpoint saved in {checkpoint}; continue with --resume")
         self.checkpoint = checkpoint
-
-
-BF16_MIN_PARAMETERS = 10_000_000  # measured (benchmarks/backbones.py): bf16 autocast is 1.5-1.7x faster on
-# 49M-140M models on a CPU with native bf16, and 0.7-0.8x on the 50k-parameter test models
-
-
-def use_bf16(setting: str, parameters: int) -> bool:
-    """`--bf16 auto`: bf16 autocast where the hardware has it and the model is big enough to gain."""
-    if setting in ("yes", "no"):
-        return setting == "yes"
-    if parameters < BF16_MIN_PARAMETERS:
-        return False
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def keep_score(metrics: dict[str, float]) -> float:
-    """The validation score whose best (lowest) value `vae finetune` keeps, in both phases: Rec, the
-    reconstruction loss with z ~ q(z|x).
-
-    Not -ELBO (Rec + KL): a decoder that ignores z reaches KL 0, and at a CPU budget a collapsed
-    model has the lower -ELBO (README, the ablation: 58.3 against 67.0 nats), so -ELBO keeps the
-    moments of a cyclical beta where z carries least. Rec is lowest where the decoder reads z most.
-    """
-    return metrics["rec"]
-
-
-def collapse_warning(cfg: TrainConfig, phase: int, metrics: dict[str, float], phase1_steps: int) -> str | None:
-    """A warning when the decoder ignores z (AU 0 or shuffle gap under 0.1 nats; in phase 2 also KL
-    under 0.1), with advice built from the run's settings: only what is not already set."""
-    collapsed = metrics["au"] == 0 or metrics["gap"] < COLLAPSE_NATS or (phase == 2 and metrics["kl"] < COLLAPSE_NATS)
-    if not collapsed:
-        return None
-    tries = []
-    if phase == 1 or cfg.phase == "both":
-        tries.append(f"a longer phase 1 (now {phase1_steps} steps)")
-        if not cfg.freeze_decoder:
-            tries.append("--freeze-decoder (phase 1 can then lower the loss only through z)")
-    if phase == 2:
-        if cfg.free_bits < 3:
-            tries.append(f"--free-bits 3 (now {cfg.free_bits:g})")
-        if cfg.denoise < 0.4:
-            tries.append(f"--denoise 0.4 (now {cfg.denoise:g})")
-        if cfg.beta_max > 0.5:
-            tries.append(f"--beta-max 0.5 (now {cfg.beta_max:g})")
-    kl = f", KL {metrics['kl']:.3f}" if phase == 2 else ""
-    advice = f". Try {', '.join(tries)}" if tries else ""
-    return (f"warning: phase {phase}: the decoder ignores z (AU {metrics['au']}{kl}, shuffle gap {metrics['gap']:.3f} nats)"
-            f"{advice}")
 
 
 def reset_accelerator_state() -> None:
@@ -117,44 +66,6 @@ def versions() -> dict[str, str]:
         "accelerate": accelerate.__version__,
         "python": platform.python_version(),
     }
-
-
-# Options that may differ on --resume (the rest would make the resumed run a different run).
-RESUMABLE = ("valid_every", "save_every", "patience", "threads", "phase1_steps", "phase2_steps")
-
-
-def resume_config(saved: TrainConfig, cfg: TrainConfig, given: set[str], phase: int, step: int) -> tuple[TrainConfig, list[str]]:
-    """The checkpoint's config with the options the user gave again applied where they can change;
-    returns it and the changes made. A given option that differs and cannot change raises."""
-    changes, refused = {}, []
-    for name in sorted(given):
-        new, old = getattr(cfg, name), getattr(saved, name)
-        if new == old or (name in ("train_file", "valid_file") and new and old and _same_file(new, old)) or name == "out":
-            continue
-        flag = "--" + name.replace("_", "-")
-        if name in ("phase1_steps", "phase2_steps"):
-            at = step if int(name[5]) == phase else (0 if int(name[5]) > phase else None)
-            if at is None or new < at or getattr(saved, name.replace("steps", "epochs")) is not None:
-                refused.append(f"{flag} {new} (checkpoint: {old}; phase {phase} is at step {step})")
-                continue
-        elif name not in RESUMABLE:
-            refused.append(f"{flag} {new} (checkpoint: {old})")
-            continue
-        changes[name] = new
-    if refused:
-        raise RunError(
-            f"--resume cannot change {', '.join(refused)}; drop them to continue the run as it was, or start a new "
-            f"run with --overwrite (on resume only {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)} may change)"
-        )
-    notes = [f"--{n.replace('_', '-')} {v} (was {getattr(saved, n)})" for n, v in changes.items()]
-    return TrainConfig.from_dict({**saved.to_dict(), **changes}), notes
-
-
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return Path(a).samefile(b)
-    except OSError:
-        return False
 
 
 class Trainer:
