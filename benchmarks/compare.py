@@ -6,7 +6,8 @@
 "Equal wall-clock": each variant's steps/s is measured first, side by side in this process (--probe
 steps each), then each trains for the steps that --minutes buy at its own speed (one third phase 1,
 two thirds phase 2), and is evaluated on the first --eval valid sentences: Rec, KL, MI, AU, shuffle
-gap, BLEU and exact match (greedy from mu), five prior samples, ten reconstructions and one
+gap, BLEU and exact match (greedy from mu), NLL (10 importance samples), ten prior samples (counted:
+distinct ones, mean length), ten reconstructions and one
 interpolation. Run it on an idle machine, one variant at a time (it does so itself).
 """
 
@@ -30,6 +31,7 @@ VARIANTS = {
     "smollm2-both-freebits-6": dict(injection="both", free_bits=6.0),
 }
 PAIR = ("the old house", "she soaks up foreign languages like a sponge")
+SAMPLES = 10  # prior samples per variant: the table counts distinct ones and their mean length in words
 
 
 def steps_per_second(cfg_args: dict, data: Path, probe: int, threads: int) -> float:
@@ -78,16 +80,17 @@ def main() -> None:
             example = {
                 "reconstructions": list(zip(texts[:10], vae.decode(vae.encode(texts[:10])))),
                 "interpolation": vae.interpolate(*PAIR, steps=5),
-                "samples": vae.sample(5, seed=0),
+                "samples": vae.sample(SAMPLES, seed=0),
             }
-            rows.append((name, speeds[name], steps, time.perf_counter() - started, m))
+            rows.append((name, speeds[name], steps, time.perf_counter() - started, m, example["samples"]))
             print(json.dumps({"variant": name, "steps_per_s": speeds[name], "steps": steps, **m, **example}), flush=True)
     print(f"\n{args.minutes:g} minutes per variant, {args.data}, first {args.eval} valid sentences\n")
-    print("| variant | steps/s | steps | Rec | KL | MI | AU | shuffle gap | BLEU | exact |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, speed, steps, _, m in rows:
-        print(f"| {name} | {speed:.2f} | {steps} | {m['rec']:.1f} | {m['kl']:.1f} | {m['mi']:.2f} | {m['au']} / {m['latent_dim']} | "
-              f"{m['shuffle_gap']:.2f} | {m['bleu']:.1f} | {m['exact_match']:.3f} |")
+    print("| variant | steps/s | steps | Rec | KL | NLL | MI | AU | shuffle gap | BLEU | exact | prior samples: distinct, mean words |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, speed, steps, _, m, samples in rows:
+        words = sum(len(s.split()) for s in samples) / len(samples)
+        print(f"| {name} | {speed:.2f} | {steps} | {m['rec']:.1f} | {m['kl']:.1f} | {m['nll']:.1f} | {m['mi']:.2f} | {m['au']} / {m['latent_dim']} | "
+              f"{m['shuffle_gap']:.2f} | {m['bleu']:.2f} | {m['exact_match']:.3f} | {len(set(samples))} / {len(samples)}, {words:.0f} |")
 
 
 if __name__ == "__main__":

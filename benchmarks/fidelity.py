@@ -28,6 +28,8 @@ VARIANTS = {
     "8 prefix slots": dict(prefix_slots=8),
     "lr 3e-4": dict(lr=3e-4),
     "batch 8": dict(batch_size=8),
+    "LoRA rank 16 on the decoder": dict(lora=16),
+    "8 prefix slots + LoRA rank 16": dict(prefix_slots=8, lora=16),
 }
 
 

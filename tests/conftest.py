@@ -93,6 +93,38 @@ def tiny_gpt2(directory: Path) -> Path:
     return directory
 
 
+def tiny_qwen2(directory: Path) -> Path:
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    tok = _lm_tokenizer(CORPUS.read_text().splitlines())
+    eos = tok.eos_token_id
+    config = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=128, bos_token_id=eos, eos_token_id=eos)
+    Qwen2ForCausalLM(config).save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
+def tiny_gemma3(directory: Path) -> Path:
+    """Gemma-3's text model: scaled embeddings, explicit head size, and sliding-window layers (a window of
+    4 tokens here, so the tests cross it) beside full-attention ones."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    tok = _lm_tokenizer(CORPUS.read_text().splitlines())
+    eos = tok.eos_token_id
+    config = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+                              num_key_value_heads=2, head_dim=16, max_position_embeddings=128, sliding_window=4,
+                              layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                              bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+    Gemma3ForCausalLM(config).save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
 def tiny_t5(directory: Path) -> Path:
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
@@ -153,6 +185,12 @@ def llama_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def gpt2_dir(tmp_path_factory) -> Path:
     return tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="session")
+def more_lm_dirs(tmp_path_factory) -> dict[str, Path]:
+    """Qwen2 and Gemma-3 decoders: the architectures' own tests (tests/test_decoders.py)."""
+    return {"qwen2": tiny_qwen2(tmp_path_factory.mktemp("tiny-qwen2")), "gemma3": tiny_gemma3(tmp_path_factory.mktemp("tiny-gemma3"))}
 
 
 @pytest.fixture(scope="session")
