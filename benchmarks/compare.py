@@ -29,6 +29,7 @@ VARIANTS = {
     "smollm2-both": dict(injection="both"),
     "smollm2-both-freebits-0.5": dict(injection="both", free_bits=0.5),
     "smollm2-both-freebits-6": dict(injection="both", free_bits=6.0),
+    "smollm2-both-8-prefix-slots": dict(injection="both", prefix_slots=8),
 }
 PAIR = ("the old house", "she soaks up foreign languages like a sponge")
 SAMPLES = 10  # prior samples per variant: the table counts distinct ones and their mean length in words

@@ -243,7 +243,8 @@ def finetune(
     injection: Annotated[Optional[str], typer.Option(help="memory, prefix, embedding or both (prefix + embedding). "
                                                      "Default: memory (encoder-decoder), both (causal LM).")] = None,
     memory_slots: Annotated[int, typer.Option(help="Vectors z becomes under memory injection.")] = 4,
-    prefix_slots: Annotated[int, typer.Option(help="Key/value slots per decoder layer under prefix / both injection.")] = 1,
+    prefix_slots: Annotated[Optional[int], typer.Option(help="Key/value slots per decoder layer under prefix / both injection "
+                                                        "\\[default: 1 encoder-decoder, 8 causal LM].")] = None,
     init_logvar: Annotated[Optional[float], typer.Option(help="Initial log-variance of q(z|x) (below 0: z starts close to mu) "
                                                           "\\[default: 0 encoder-decoder, -6 causal LM].")] = None,
     bow: Annotated[float, typer.Option(help="Weight of a bag-of-words loss from z (Zhao et al. 2017); 0 = off.")] = 0.0,
