@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 
 quickstart: setup
 	$(VAE) finetune examples/wordnet/train.txt --valid examples/wordnet/valid.txt --out vae-model --overwrite \
-		--phase1-steps 100 --phase2-steps 40 --batch-size 32 --valid-every 50 --save-every 50
+		--phase1-steps 180 --phase2-steps 20 --batch-size 32 --valid-every 60 --save-every 60
 	head -n 5 examples/wordnet/valid.txt | $(VAE) encode | $(VAE) decode | paste examples/wordnet/valid.txt - | head -n 5
 	$(VAE) interpolate "the old house" "she soaks up foreign languages like a sponge" --steps 5
 	$(VAE) sample -n 3 --seed 0
