@@ -55,3 +55,11 @@ def test_sample_guards_by_default_and_can_turn_it_off(tmp_path, bert_dir, llama_
     assert default.exit_code == explicit.exit_code == off.exit_code == 0, default.output
     assert default.output == explicit.output
     assert default.output != off.output
+
+
+def test_decoded_line_breaks_never_split_an_output_line(capsys):
+    """A causal LM can emit newlines (Austen samples did): each text stays one line of stdout."""
+    from vaecli.cli import out_lines
+
+    out_lines(["a\nb", "c\rd", "e\u2028f\x0bg", "plain"])
+    assert capsys.readouterr().out == "a b\nc d\ne f g\nplain\n"

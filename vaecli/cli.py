@@ -132,9 +132,11 @@ def load_model(model: Path | None) -> Any:
 
 
 def out_lines(lines: list[str]) -> None:
+    """One output line per item: a decoded text's own line breaks (\\n, \\r, U+2028, ... everything
+    str.splitlines splits on; an LM may emit them) become spaces, so line i answers input i."""
     stdout = sys.stdout
     for line in lines:
-        stdout.write(line.replace("\n", " ") + "\n")
+        stdout.write(" ".join(line.splitlines()) + "\n")
     stdout.flush()
 
 
