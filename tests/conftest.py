@@ -65,64 +65,44 @@ def tiny_bert(directory: Path) -> Path:
     return directory
 
 
-def tiny_llama(directory: Path) -> Path:
+def _tiny_lm(directory: Path, model_class: str, config_class: str, pad_is_eos: bool = False, **config) -> Path:
+    """A tiny random causal LM of the named transformers classes, with `_lm_tokenizer`'s vocabulary and
+    its one boundary token as BOS and EOS (and PAD, with pad_is_eos), saved with that tokenizer."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    import transformers
 
     torch.manual_seed(0)
     tok = _lm_tokenizer(CORPUS.read_text().splitlines())
     eos = tok.eos_token_id
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, max_position_embeddings=128, bos_token_id=eos, eos_token_id=eos, tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(directory)
+    if pad_is_eos:
+        config["pad_token_id"] = eos
+    cfg = getattr(transformers, config_class)(vocab_size=len(tok), bos_token_id=eos, eos_token_id=eos, **config)
+    getattr(transformers, model_class)(cfg).save_pretrained(directory)
     tok.save_pretrained(directory)
     return directory
+
+
+def tiny_llama(directory: Path) -> Path:
+    return _tiny_lm(directory, "LlamaForCausalLM", "LlamaConfig", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=True)
 
 
 def tiny_gpt2(directory: Path) -> Path:
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    tok = _lm_tokenizer(CORPUS.read_text().splitlines())
-    eos = tok.eos_token_id
-    config = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4, n_positions=128, bos_token_id=eos, eos_token_id=eos,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    GPT2LMHeadModel(config).save_pretrained(directory)
-    tok.save_pretrained(directory)
-    return directory
+    return _tiny_lm(directory, "GPT2LMHeadModel", "GPT2Config", n_embd=32, n_layer=2, n_head=4, n_positions=128,
+                    resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
 
 
 def tiny_qwen2(directory: Path) -> Path:
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(0)
-    tok = _lm_tokenizer(CORPUS.read_text().splitlines())
-    eos = tok.eos_token_id
-    config = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, max_position_embeddings=128, bos_token_id=eos, eos_token_id=eos)
-    Qwen2ForCausalLM(config).save_pretrained(directory)
-    tok.save_pretrained(directory)
-    return directory
+    return _tiny_lm(directory, "Qwen2ForCausalLM", "Qwen2Config", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
 
 
 def tiny_gemma3(directory: Path) -> Path:
     """Gemma-3's text model: scaled embeddings, explicit head size, and sliding-window layers (a window of
     4 tokens here, so the tests cross it) beside full-attention ones."""
-    import torch
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    torch.manual_seed(0)
-    tok = _lm_tokenizer(CORPUS.read_text().splitlines())
-    eos = tok.eos_token_id
-    config = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-                              num_key_value_heads=2, head_dim=16, max_position_embeddings=128, sliding_window=4,
-                              layer_types=["sliding_attention", "sliding_attention", "full_attention"],
-                              bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
-    Gemma3ForCausalLM(config).save_pretrained(directory)
-    tok.save_pretrained(directory)
-    return directory
+    return _tiny_lm(directory, "Gemma3ForCausalLM", "Gemma3TextConfig", hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                    num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=128, sliding_window=4,
+                    layer_types=["sliding_attention", "sliding_attention", "full_attention"], pad_is_eos=True)
 
 
 def tiny_t5(directory: Path) -> Path:
