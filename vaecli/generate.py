@@ -64,7 +64,7 @@ def generate(
     steps = []
     for _ in range(max_new_tokens):
         logits = model.decoder_logits(state, last)[:, -1].float()
-        if steps:
+        if no_repeat_ngram > 0 and steps:
             logits = ban_repeats(logits, torch.stack(steps, dim=1), no_repeat_ngram)
         if sample:
             token = _nucleus(logits, top_p, temperature, generator)
