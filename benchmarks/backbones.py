@@ -19,7 +19,7 @@ import torch
 def backbones() -> dict[str, object]:
     from transformers import BartConfig, BartForConditionalGeneration, T5Config, T5ForConditionalGeneration
 
-    from vaecli.backbones import build_minilm
+    from vaecli.modeling.backbones import build_minilm
 
     def t5(**kw):
         return T5ForConditionalGeneration(T5Config(decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, **kw))
@@ -39,7 +39,7 @@ def backbones() -> dict[str, object]:
 
 def steps_per_second(backbone, batch: int, length: int, steps: int, bf16: bool) -> float:
     from vaecli.config import VAEConfig
-    from vaecli.model import VAEModel
+    from vaecli.modeling.vae import VAEModel
 
     torch.manual_seed(0)
     vae = VAEModel(backbone, VAEConfig()).train()
@@ -71,7 +71,7 @@ def main() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    from vaecli.precision import use_bf16
+    from vaecli.modeling.precision import use_bf16
 
     bf16 = use_bf16("auto", 50_000_000)
     print(f"batch {args.batch} x {args.length} tokens, torch threads {torch.get_num_threads()}, memory injection, medians of {args.steps} steps; "

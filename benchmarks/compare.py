@@ -39,7 +39,7 @@ SAMPLES = 10  # prior samples per variant: the table counts distinct ones and th
 
 def steps_per_second(cfg_args: dict, data: Path, probe: int, threads: int) -> float:
     from vaecli.config import TrainConfig
-    from vaecli.train import finetune
+    from vaecli.training.trainer import finetune
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(train_file=str(data / "train.txt"), valid_file=str(data / "valid.txt"), out=str(Path(tmp) / "probe"),
@@ -61,9 +61,9 @@ def main() -> None:
 
     from vaecli.api import TextVAE
     from vaecli.config import TrainConfig
-    from vaecli.evaluate import evaluate
-    from vaecli.io import read_lines
-    from vaecli.train import finetune
+    from vaecli.evaluation.evaluate import evaluate
+    from vaecli.files.text import read_lines
+    from vaecli.training.trainer import finetune
 
     data = DATA / args.data
     chosen = [n for n in VARIANTS if not args.only or n in args.only.split(",")]

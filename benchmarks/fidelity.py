@@ -37,7 +37,7 @@ VARIANTS = {
 
 def run(name: str, steps: int, data: Path, threads: int, valid: int, out: str) -> Any:
     from vaecli.config import TrainConfig
-    from vaecli.train import finetune
+    from vaecli.training.trainer import finetune
 
     cfg = TrainConfig(train_file=str(data / "train.txt"), valid_file=str(data / "valid.txt"), out=out, phase="1",
                       phase1_steps=steps, valid_every=10**6, save_every=10**6, valid_size=valid, threads=threads,
@@ -56,8 +56,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from vaecli.api import TextVAE
-    from vaecli.evaluate import evaluate
-    from vaecli.io import read_lines
+    from vaecli.evaluation.evaluate import evaluate
+    from vaecli.files.text import read_lines
 
     data = DATA / args.data
     chosen = [n for n in VARIANTS if not args.only or any(n.startswith(o.strip()) for o in args.only.split(","))]

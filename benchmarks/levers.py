@@ -50,9 +50,9 @@ def main() -> None:
 
     from vaecli.api import TextVAE
     from vaecli.config import TrainConfig
-    from vaecli.evaluate import evaluate
-    from vaecli.io import read_lines
-    from vaecli.train import finetune
+    from vaecli.evaluation.evaluate import evaluate
+    from vaecli.files.text import read_lines
+    from vaecli.training.trainer import finetune
 
     torch.set_num_threads(args.threads)
     chosen = [n for n in VARIANTS if not args.only or any(n.startswith(o.strip()) for o in args.only.split(","))]

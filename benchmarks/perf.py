@@ -42,8 +42,8 @@ def sentences(path: Path, n: int) -> list[str]:
 
 def fresh_vae(device: str):
     from vaecli.api import TextVAE
-    from vaecli.backbones import build_minilm
     from vaecli.config import VAEConfig
+    from vaecli.modeling.backbones import build_minilm
 
     torch.manual_seed(0)
     backbone, tokenizer, fresh = build_minilm()
@@ -120,8 +120,8 @@ def rss_child(kind: str, batch: int, steps: int, bf16: bool) -> float:
 def encode_fns(vae, texts: list[str], batch: int, device: str):
     from sentence_transformers import SentenceTransformer
 
-    from vaecli import infer
-    from vaecli.backbones import minilm_path
+    from vaecli.inference import latent as infer
+    from vaecli.modeling.backbones import minilm_path
 
     st = SentenceTransformer(str(minilm_path()), device=device)
 
@@ -140,7 +140,7 @@ def decode_fns(vae, n: int, max_new: int, device: str):
     """Greedy decoding of the same z: vaecli's KV-cached loop vs HF generate on the memory states."""
     from transformers.modeling_outputs import BaseModelOutput
 
-    from vaecli.generate import generate, strip_ids
+    from vaecli.inference.generate import generate, strip_ids
 
     z = torch.randn(n, vae.config.latent_dim, generator=torch.Generator().manual_seed(0)).to(device)
 
@@ -193,8 +193,8 @@ EVAL_TARGET = 2000 / 300  # sentences/s: 2,000 sentences with K=100 in 5 minutes
 
 
 def evaluate_row(vae, texts: list[str], k: int) -> tuple:
-    """One `vaecli.evaluate.evaluate` over `texts` (all metrics, BLEU included) with K importance samples."""
-    from vaecli.evaluate import evaluate
+    """One `vaecli.evaluation.evaluate.evaluate` over `texts` (all metrics, BLEU included) with K importance samples."""
+    from vaecli.evaluation.evaluate import evaluate
 
     vae.eval()
     start = time.perf_counter()
@@ -238,7 +238,7 @@ def main() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    from vaecli.precision import use_bf16
+    from vaecli.modeling.precision import use_bf16
 
     bf16 = use_bf16("auto", 50_000_000)
     texts = sentences(DATA, max(args.encode_n, args.batch))

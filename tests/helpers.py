@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vaecli.io import InputError
+from vaecli.errors import InputError
 
 
 def input_error(func, *args, **kwargs) -> str:

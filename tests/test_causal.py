@@ -15,12 +15,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vaecli.backbones import build_causal_vae
-from vaecli.calibrate import INJECTION_SCALE, calibrate
-from vaecli.config import ConfigError, TrainConfig, VAEConfig
-from vaecli.generate import generate
-from vaecli.model import ModelDirError, VAEModel
-from vaecli.train import Interrupted, finetune
+from vaecli.config import TrainConfig, VAEConfig
+from vaecli.errors import ConfigError, Interrupted, ModelDirError
+from vaecli.inference.generate import generate
+from vaecli.modeling.backbones import build_causal_vae
+from vaecli.modeling.vae import VAEModel
+from vaecli.training.calibrate import INJECTION_SCALE, calibrate
+from vaecli.training.trainer import finetune
 
 SENTENCES = ["he breathed new life into the old house", "the priest said mass", "she soaks up foreign languages like a sponge", "a dog"]
 OTHERS = ["you could see the tumor", "the old man", "he said it was a long day at the house", "it"]

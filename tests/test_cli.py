@@ -2,7 +2,7 @@
 
 Commands run in-process through Typer's CliRunner, whose stdout and stderr are separate (click >= 8.2),
 so "data on stdout, everything else on stderr" is checked directly. Expected outputs are computed
-through the Python API (`TextVAE`) and `vaecli.vectors` on the same model directory.
+through the Python API (`TextVAE`) and `vaecli.files.vectors` on the same model directory.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from vaecli import infer
 from vaecli.api import TextVAE
 from vaecli.cli import app
-from vaecli.vectors import read_vectors, write_vectors
+from vaecli.files.vector_reader import read_vectors
+from vaecli.files.vectors import write_vectors
+from vaecli.inference import latent as infer
 
 CORPUS = Path(__file__).resolve().parent.parent / "examples" / "wordnet" / "train.txt"  # as in conftest
 TEXTS = ["the old man", "he said it was a long day at the house", "a dog", "the priest said mass"]
@@ -529,8 +530,13 @@ def test_help_shows_defaults_metavars_and_flags():
     finetune = help_lines("finetune")
     assert finetune[0] == "Usage: vae finetune [OPTIONS] {TRAIN_FILE}"
     assert "--batch-size <int> Sentences per optimizer step, all processes together (the global batch). [default: 32]" in finetune
-    assert "--freeze-decoder --no-freeze-decoder Phase 1: keep the decoder's pretrained weights fixed [default: on for a causal LM]." in finetune
-    assert "--calibrate --no-calibrate Data-dependent init of the new layers [default: on for a causal LM]." in finetune
+    assert ("--freeze-decoder --no-freeze-decoder Phase 1: keep the decoder's pretrained weights fixed (new parts still train). "
+            "[default: off for an encoder-decoder, on for a causal LM]") in finetune
+    assert ("--calibrate --no-calibrate Data-dependent init of the new layers on the first training batch (vaecli/training/calibrate.py). "
+            "[default: off for an encoder-decoder, on for a causal LM]") in finetune
+    assert "--free-bits <float> Free bits lambda: nats per latent dimension, on the batch-averaged KL (see README). [default: 0.5 for an " \
+           "encoder-decoder, 3 for a causal LM]" in finetune
+    assert "--weight-decay <float> AdamW weight decay. [default: 0.0]" in finetune
 
     plot = help_lines("plot")
     assert plot[0] == "Usage: vae plot [OPTIONS] [RUN_DIR]"
@@ -554,7 +560,7 @@ def test_encode_lone_dash_reads_stdin(trained, mu):
 
 def test_progress_lines_off_a_terminal_at_a_steady_interval_in_time(capsys):
     """A pipe or a log gets a progress line at the first step, then one per 30 s of the clock, whatever the step count."""
-    from vaecli.cli import Reporter
+    from vaecli.cli.progress import Reporter
 
     now = [0.0]
     with Reporter(every=30.0, clock=lambda: now[0]) as report:

@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vaecli.backbones import build_causal_vae
-from vaecli.calibrate import calibrate
 from vaecli.config import VAEConfig
-from vaecli.generate import generate
-from vaecli.model import VAEModel
+from vaecli.inference.generate import generate
+from vaecli.modeling.backbones import build_causal_vae
+from vaecli.modeling.vae import VAEModel
+from vaecli.training.calibrate import calibrate
 
 SENTENCES = ["he breathed new life into the old house", "the priest said mass", "she soaks up foreign languages like a sponge", "a dog"]
 OTHERS = ["you could see the tumor", "the old man", "he said it was a long day at the house", "it"]
@@ -50,7 +50,7 @@ def test_finetune_and_lora(bert_dir, more_lm_dirs, lm, corpus, tmp_path):
     pytest.importorskip("peft")
     from vaecli.api import TextVAE
     from vaecli.config import TrainConfig
-    from vaecli.train import finetune
+    from vaecli.training.trainer import finetune
 
     out = finetune(TrainConfig(train_file=str(corpus), encoder=str(bert_dir), decoder=str(more_lm_dirs[lm]), out=str(tmp_path / "m"),
                                phase1_steps=2, phase2_steps=2, lora=2, batch_size=8, valid_every=2, save_every=100, bf16="no",

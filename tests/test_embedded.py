@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vaecli import embedded
-from vaecli.model import ModelDirError
+from vaecli.errors import ModelDirError
+from vaecli.modeling import embedded
 
 
 def test_missing_package_is_one_line(monkeypatch):

@@ -9,11 +9,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from vaecli.backbones import build_vae
 from vaecli.cli import app
 from vaecli.config import VAEConfig
-from vaecli.evaluate import corpus_bleu, derangement, evaluate
-from vaecli.metrics import active_units, mutual_information
+from vaecli.evaluation.evaluate import corpus_bleu, derangement, evaluate
+from vaecli.evaluation.metrics import active_units, mutual_information
+from vaecli.modeling.backbones import build_vae
 
 TEXTS = ["the old house", "he breathed new life into the old house", "the priest said mass", "a dog", "she soaks up foreign languages"]
 
@@ -101,7 +101,7 @@ def test_evaluate_cli_json(vae, tmp_path):
 
 def test_iw_nll_does_not_depend_on_rows_per_pass(vae, monkeypatch):
     """All importance samples are drawn at once: passes of 1 row and of 2048 rows give the same estimate."""
-    import vaecli.evaluate as ev
+    import vaecli.evaluation.evaluate as ev
 
     big = evaluate(vae, TEXTS * 3, iw_samples=7, seed=2, bleu=False)
     monkeypatch.setattr(ev, "LOGITS_BUDGET", 1)
@@ -119,7 +119,7 @@ def test_evaluate_reports_progress_per_stage(vae):
 
 
 def test_evaluate_table_rows_name_au_of_dims_and_bleu_tokenisation():
-    from vaecli.cli import metric_rows
+    from vaecli.cli.evaluate import metric_rows
 
     rows = metric_rows({"rec": 54.53, "au": 29, "latent_dim": 32, "bleu": 12.5})
     assert rows == [
@@ -130,7 +130,7 @@ def test_evaluate_table_rows_name_au_of_dims_and_bleu_tokenisation():
 
 
 def test_evaluate_progress_lines_off_a_terminal(capsys):
-    from vaecli.cli import StageProgress
+    from vaecli.cli.progress import StageProgress
 
     now = [0.0]
     with StageProgress(every=30.0, clock=lambda: now[0]) as progress:

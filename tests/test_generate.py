@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from typer.testing import CliRunner
 
-from vaecli.backbones import build_causal_vae
 from vaecli.config import SAMPLE_NO_REPEAT_NGRAM, VAEConfig
-from vaecli.generate import ban_repeats, generate
+from vaecli.inference.generate import ban_repeats, generate
+from vaecli.modeling.backbones import build_causal_vae
 
 
 def ngrams(ids: list[int], n: int) -> list[tuple[int, ...]]:
@@ -59,7 +59,7 @@ def test_sample_guards_by_default_and_can_turn_it_off(tmp_path, bert_dir, llama_
 
 def test_decoded_line_breaks_never_split_an_output_line(capsys):
     """A causal LM can emit newlines (Austen samples did): each text stays one line of stdout."""
-    from vaecli.cli import out_lines
+    from vaecli.cli.common import out_lines
 
     out_lines(["a\nb", "c\rd", "e\u2028f\x0bg", "plain"])
     assert capsys.readouterr().out == "a b\nc d\ne f g\nplain\n"

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from vaecli.atomic import atomic_open
-from vaecli.backbones import build_vae
 from vaecli.cli import app
 from vaecli.config import VAEConfig
-from vaecli.io import InputError
-from vaecli.vectors import read_vectors
+from vaecli.errors import InputError
+from vaecli.files.atomic import atomic_open
+from vaecli.files.vector_reader import read_vectors
+from vaecli.modeling.backbones import build_vae
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
@@ -95,7 +95,7 @@ def test_encode_output_onto_full_disk_keeps_the_old_file(model_dir, small_fs, tm
 
 def test_temp_file_of_a_killed_write_is_cleaned_by_the_next(tmp_path):
     target = tmp_path / "v.jsonl"
-    code = f"from vaecli.atomic import atomic_open\nwith atomic_open({str(target)!r}) as f:\n    f.write(b'x'); f.flush(); import os; os.kill(os.getpid(), 9)"
+    code = f"from vaecli.files.atomic import atomic_open\nwith atomic_open({str(target)!r}) as f:\n    f.write(b'x'); f.flush(); import os; os.kill(os.getpid(), 9)"
     subprocess.run([sys.executable, "-c", code], env=ENV, timeout=60)
     left = [p.name for p in tmp_path.iterdir()]
     assert len(left) == 1 and left[0].startswith(".v.jsonl.vaecli-") and left[0].endswith(".tmp")  # recognisable
@@ -111,7 +111,7 @@ def test_temp_file_of_a_killed_write_is_cleaned_by_the_next(tmp_path):
 def test_files_written_aside_respect_the_umask(tmp_path, umask):
     from safetensors.numpy import save_file
 
-    from vaecli.atomic import atomic_save
+    from vaecli.files.atomic import atomic_save
 
     old = os.umask(umask)
     try:
@@ -188,7 +188,7 @@ def test_crafted_vector_files_through_the_cli_exit_2(model_dir, case):
 
 def test_tokenizer_never_sees_more_than_a_bound_of_characters(model_dir):
     from vaecli.api import TextVAE
-    from vaecli.data import CHARS_PER_TOKEN, tokenize_rows
+    from vaecli.modeling.tokens import CHARS_PER_TOKEN, tokenize_rows
 
     tok = TextVAE.from_pretrained(model_dir).tokenizer
     seen = []
@@ -251,10 +251,10 @@ def test_encode_writes_before_stdin_is_closed(model_dir):
 
 def test_streamed_encode_matches_one_shot_encode(model_dir, monkeypatch):
     """In chunks (of 1024 lines; 16 here): the vectors, order and counts are those of encoding all at once."""
-    from vaecli import cli
     from vaecli.api import TextVAE
+    from vaecli.cli import common
 
-    monkeypatch.setattr(cli, "ENCODE_CHUNK", 16, raising=False)
+    monkeypatch.setattr(common, "READ_CHUNK", 16)
     text = "".join(f"{'the old house ' * (i % 7)}{i}\n" + ("\n" if i % 20 == 0 else "") for i in range(100))
     r = CliRunner().invoke(app, ["encode", "--model", str(model_dir)], input=text)
     assert r.exit_code == 0, r.output
@@ -476,7 +476,7 @@ def test_resume_repairs_a_torn_metrics_line(run_copy, corpus, t5_dir):
 
 
 def test_plot_reads_a_run_with_a_torn_metrics_line(run_copy):
-    from vaecli.plot import read_metrics
+    from vaecli.evaluation.plot import read_metrics
 
     metrics = run_copy / "metrics.jsonl"
     good = [json.loads(line) for line in metrics.read_text().splitlines()]
@@ -527,7 +527,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 
 def valid_files() -> list[bytes]:
-    from vaecli.vectors import write_vectors
+    from vaecli.files.vectors import write_vectors
 
     files = []
     for fmt in ("jsonl", "tsv", "npy", "safetensors"):

@@ -1,4 +1,4 @@
-"""Tests for vaecli.io (sentence input) and vaecli.atomic (atomic writes). No torch here."""
+"""Tests for vaecli.files.text (sentence input) and vaecli.files.atomic (atomic writes). No torch here."""
 
 import gzip
 import io
@@ -12,9 +12,9 @@ from helpers import input_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import vaecli.io as vio
-from vaecli.atomic import atomic_open, atomic_write_bytes
-from vaecli.io import (
+import vaecli.files.text as vio
+from vaecli.files.atomic import atomic_open, atomic_write_bytes
+from vaecli.files.text import (
     Lines,
     check_text_file,
     decode_text,

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vaecli.backbones import build_causal_vae, build_vae
 from vaecli.config import VAEConfig
-from vaecli.model import ModelDirError, VAEModel
+from vaecli.errors import ModelDirError
+from vaecli.modeling.backbones import build_causal_vae, build_vae
+from vaecli.modeling.vae import VAEModel
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,8 @@ def test_crafted_sizes_cost_one_line_and_little_memory(saved_t5, saved_causal, t
     script = textwrap.dedent(f"""
         import json, resource, time
         from transformers import BertModel, LlamaForCausalLM, T5ForConditionalGeneration  # imports are not what is timed
-        from vaecli.model import ModelDirError, VAEModel
+        from vaecli.modeling.vae import VAEModel
+        from vaecli.errors import ModelDirError
         for name, path in {json.dumps(dirs)}.items():
             start = time.perf_counter()
             try:

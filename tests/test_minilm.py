@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vaecli.backbones import build_vae
 from vaecli.config import VAEConfig
+from vaecli.modeling.backbones import build_vae
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vaecli.backbones import build_vae
 from vaecli.config import VAEConfig
-from vaecli.model import VAEModel, free_bits_kl, kl_per_dim, masked_pool
+from vaecli.modeling.backbones import build_vae
+from vaecli.modeling.vae import VAEModel, free_bits_kl, kl_per_dim, masked_pool
 
 SENTENCES = [
     "he breathed new life into the old house",

@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from vaecli.cli import app
 from vaecli.config import TrainConfig
-from vaecli.plot import pca_2d
-from vaecli.train import finetune
+from vaecli.evaluation.plot import pca_2d
+from vaecli.training.trainer import finetune
 
 pytest.importorskip("matplotlib")
 
@@ -57,7 +57,7 @@ def test_pca_is_not_one_wide_dimension():
 
 
 def test_labels_are_cut_at_a_word_boundary():
-    from vaecli.plot import short_label
+    from vaecli.evaluation.plot import short_label
 
     assert short_label("the old house") == "the old house"
     assert short_label("he breathed new life into the old house, and then he left it", width=36) == "he breathed new life into the old\u2026"
@@ -72,7 +72,7 @@ def test_labels_are_cut_at_a_word_boundary():
 def test_labelled_points_do_not_overlap():
     import numpy as np
 
-    from vaecli.plot import label_points
+    from vaecli.evaluation.plot import label_points
 
     points = np.random.default_rng(0).standard_normal((1000, 2))
     chosen = label_points(points, 15, box=(0.35, 0.05))
@@ -86,7 +86,7 @@ def test_labelled_points_do_not_overlap():
 
 def test_beta_is_drawn_from_the_schedule_at_every_step():
     """metrics.jsonl keeps every 10th step, which showed cyclical dips at 0.6; the curve comes from the schedule."""
-    from vaecli.plot import beta_curve
+    from vaecli.training.schedule import beta_curve
 
     training = {"config": {"phase": "both", "beta_schedule": "cyclical", "beta_max": 1.0, "beta_cycles": 4, "beta_ramp": 0.5},
                 "resolved": {"phase1_steps": 3, "phase2_steps": 8}}

@@ -17,13 +17,12 @@ import torch
 from typer.testing import CliRunner
 
 from vaecli.api import TextVAE
-from vaecli.backbones import build_hf, build_vae
-from vaecli.checkpoint import find_checkpoint
 from vaecli.cli import app
 from vaecli.config import TrainConfig, VAEConfig
-from vaecli.io import InputError
-from vaecli.model import ModelDirError
-from vaecli.train import RunError, finetune
+from vaecli.errors import InputError, ModelDirError, RunError
+from vaecli.modeling.backbones import build_hf, build_vae
+from vaecli.training.checkpoint import find_checkpoint
+from vaecli.training.trainer import finetune
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,13 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from vaecli.cli import app
-from vaecli.config import ConfigError, TrainConfig, VAEConfig
-from vaecli.data import delete_tokens, length_batches, load_corpus
-from vaecli.model import VAEModel
-from vaecli.schedule import beta_at
-from vaecli.train import Interrupted, RunError, finetune
+from vaecli.config import TrainConfig, VAEConfig
+from vaecli.errors import ConfigError, Interrupted, RunError
+from vaecli.modeling.tokens import length_batches
+from vaecli.modeling.vae import VAEModel
+from vaecli.training.data import delete_tokens, load_corpus
+from vaecli.training.schedule import beta_at
+from vaecli.training.trainer import finetune
 
 TINY = dict(batch_size=8, valid_every=4, save_every=100, bf16="no", valid_size=40, latent_dim=8, lr=1e-3)
 
@@ -197,24 +199,24 @@ class FakeModel:
         self.saved += 1
 
 
-def keep_run(cfg: TrainConfig, phase: int, records: list[dict], tmp_path) -> tuple[list[dict], list[dict], FakeModel]:
-    """Trainer.validate_and_keep over fake validation records; returns the events and the metrics lines."""
+def keep_run(cfg: TrainConfig, phase: int, records: list[dict], tmp_path, monkeypatch) -> tuple[list[dict], list[dict], FakeModel]:
+    """trainer.validate_and_keep over fake validation records; returns the events and the metrics lines."""
     from types import SimpleNamespace
 
-    from vaecli.train import Trainer
+    from vaecli.training import trainer
+    from vaecli.training.diagnose import Keeper
+    from vaecli.training.rundir import RunDir
 
-    trainer = object.__new__(Trainer)  # no model, no data: only the keeping rule runs
     queue, events = list(records), []
     tmp_path.mkdir(parents=True, exist_ok=True)
-    trainer.cfg, trainer.out = cfg, tmp_path
-    trainer.accelerator = SimpleNamespace(is_main_process=True)
-    trainer.best, trainer.kept, trainer.validations_without_gain = float("inf"), None, 0
-    trainer.validate = lambda model: queue.pop(0)
-    trainer.on_event = events.append
-    trainer.emit = lambda kind, **values: events.append({"kind": kind, **values})
+    monkeypatch.setattr(trainer, "validate", lambda *args: queue.pop(0))  # no model, no data: only the keeping rule runs
+    run = SimpleNamespace(cfg=cfg, keeper=Keeper(), run_dir=RunDir(tmp_path, resume=False, overwrite=False), valid_data=None,
+                          accelerator=None, emit=lambda kind, **values: events.append({"kind": kind, **values}),
+                          phase_steps=lambda phase: cfg.phase1_steps if phase == 1 else cfg.phase2_steps)
     model = FakeModel()
     for step, _ in enumerate(records, start=1):
-        trainer.validate_and_keep(model, phase, step * 100)
+        trainer.validate_and_keep(run, model, phase, step * 100)
+    run.run_dir.release()
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     return events, lines, model
 
@@ -223,25 +225,25 @@ USED = dict(rec=57.0, kl=9.9, elbo=66.9, au=32, mi=2.6, gap=2.7)  # z in use (th
 COLLAPSED = dict(rec=58.3, kl=0.0, elbo=58.3, au=0, mi=0.0, gap=0.01)  # lower -ELBO, decoder ignores z
 
 
-def test_phase2_keeps_the_best_reconstruction_not_the_best_elbo(tmp_path):
+def test_phase2_keeps_the_best_reconstruction_not_the_best_elbo(tmp_path, monkeypatch):
     """A collapsed moment (KL 0) has the lower -ELBO; the kept model is the one whose decoder reads z."""
     cfg = TrainConfig(train_file="x", patience=0)
-    events, lines, model = keep_run(cfg, 2, [USED, COLLAPSED, dict(USED, rec=57.5, elbo=67.0)], tmp_path)
+    events, lines, model = keep_run(cfg, 2, [USED, COLLAPSED, dict(USED, rec=57.5, elbo=67.0)], tmp_path, monkeypatch)
     assert [line["best"] for line in lines] == [True, False, False]
     assert model.saved == 1
     valid = [e for e in events if e["kind"] == "valid"]
     assert [(e["step"], e["best"], e["dims"]) for e in valid] == [(100, True, 32), (200, False, 32), (300, False, 32)]
 
 
-def test_collapse_warning_in_both_phases_advises_only_what_is_not_set(tmp_path):
+def test_collapse_warning_in_both_phases_advises_only_what_is_not_set(tmp_path, monkeypatch):
     cfg = TrainConfig(train_file="x", model="minilm", phase1_steps=120, phase2_steps=120)  # encoder-decoder defaults
     phase1 = dict(rec=60.0, kl=5.0, elbo=65.0, au=0, mi=0.069, gap=0.022)
-    events, _, _ = keep_run(cfg, 1, [phase1], tmp_path / "a")
+    events, _, _ = keep_run(cfg, 1, [phase1], tmp_path / "a", monkeypatch)
     assert [e["text"] for e in events if e["kind"] == "message"] == [
         "warning: phase 1: the decoder ignores z (AU 0, shuffle gap 0.022 nats). Try a longer phase 1 (now 120 steps), "
         "--freeze-decoder (phase 1 can then lower the loss only through z)"
     ]
-    events, _, _ = keep_run(cfg, 2, [COLLAPSED, USED], tmp_path / "b")
+    events, _, _ = keep_run(cfg, 2, [COLLAPSED, USED], tmp_path / "b", monkeypatch)
     assert [e["text"] for e in events if e["kind"] == "message"] == [
         "warning: phase 2: the decoder ignores z (AU 0, KL 0.000, shuffle gap 0.010 nats). Try a longer phase 1 (now 120 steps), "
         "--freeze-decoder (phase 1 can then lower the loss only through z), --free-bits 3 (now 0.5), --denoise 0.4 (now 0.15), "
@@ -249,5 +251,5 @@ def test_collapse_warning_in_both_phases_advises_only_what_is_not_set(tmp_path):
     ]
     # what is set already is not advised; never the default --beta-schedule cyclical
     set_up = TrainConfig(train_file="x", phase="2", freeze_decoder=True, free_bits=3, denoise=0.5, beta_max=0.2)
-    events, _, _ = keep_run(set_up, 2, [COLLAPSED], tmp_path / "c")
+    events, _, _ = keep_run(set_up, 2, [COLLAPSED], tmp_path / "c", monkeypatch)
     assert [e["text"] for e in events if e["kind"] == "message"] == ["warning: phase 2: the decoder ignores z (AU 0, KL 0.000, shuffle gap 0.010 nats)"]

@@ -1,4 +1,4 @@
-"""Tests for vaecli.vectors: latent vector formats, writing and reading. No torch here."""
+"""Tests for vaecli.files.vectors: latent vector formats, writing and reading. No torch here."""
 
 import io
 import json
@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from vaecli.io import InputError
-from vaecli.vectors import FORMATS, read_vectors, write_vectors
+from vaecli.errors import InputError
+from vaecli.files.vector_reader import read_vectors
+from vaecli.files.vectors import FORMATS, write_vectors
 
 # Values that break naive float formatting: signed zero, subnormals, the float32
 # extremes, and numbers with no short decimal spelling.

@@ -1,4 +1,4 @@
-"""The Python API: a loaded model with sentence-level methods (the CLI is a thin layer over these).
+"""The Python API: a loaded model with sentence-level methods. Every latent command of the CLI goes through these.
 
     from vaecli import TextVAE
     vae = TextVAE.from_pretrained("vae-model")
@@ -8,29 +8,34 @@
 
 from __future__ import annotations
 
-from typing import Sequence, overload
+from typing import Any, Iterable, Iterator, Sequence, overload
 
 import numpy as np
 
-from vaecli import infer
 from vaecli.config import SAMPLE_NO_REPEAT_NGRAM
-from vaecli.model import VAEModel
+from vaecli.inference import latent as infer
+from vaecli.inference.latent import Encoded
+from vaecli.modeling.vae import VAEModel
 
 
 class TextVAE(VAEModel):
     """A text VAE; `from_pretrained(dir)` loads a `vae finetune` output directory."""
 
     @overload
-    def encode(self, texts: str, sample: bool = ..., seed: int | None = ...) -> np.ndarray: ...
+    def encode(self, texts: str, sample: bool = ..., seed: int | np.random.Generator | None = ...) -> np.ndarray: ...
     @overload
-    def encode(self, texts: Sequence[str], sample: bool = ..., seed: int | None = ...) -> np.ndarray: ...
+    def encode(self, texts: Sequence[str], sample: bool = ..., seed: int | np.random.Generator | None = ...) -> np.ndarray: ...
 
     def encode(self, texts, sample=False, seed=None):
         """mu (or, with sample, a draw of z) for a str -> (d,), for a list -> (n, d)."""
         single = isinstance(texts, str)
-        enc = infer.encode(self, [texts] if single else list(texts))
-        z = infer.sample_posterior(enc, seed=seed) if sample else enc.mu
+        enc = self.posterior_of([texts] if single else list(texts))
+        z = enc.sample(seed=seed) if sample else enc.mu
         return z[0] if single else z
+
+    def posterior_of(self, texts: Sequence[str]) -> Encoded:
+        """q(z|x) of each text: mu and logvar (n, d) float32 in input order, and how many texts were truncated."""
+        return infer.encode(self, list(texts))
 
     def decode(self, z: np.ndarray, beam: int = 1, sample: bool = False, top_p: float = 1.0,
                temperature: float = 1.0, seed: int | None = None, no_repeat_ngram: int = 0) -> list[str]:
@@ -38,27 +43,39 @@ class TextVAE(VAEModel):
         return infer.decode(self, z, beam=beam, sample=sample, top_p=top_p, temperature=temperature, seed=seed,
                             no_repeat_ngram=no_repeat_ngram)
 
+    def decode_stream(self, vectors: Iterable[np.ndarray], **decode_args: Any) -> Iterator[list[str]]:
+        """decode() over arrays that may still be arriving, a batch of sentences at a time as soon as it is
+        decoded; sampling draws from one seeded stream across all of them."""
+        return infer.decode_batches(self, vectors, **decode_args)
+
+    def prior(self, n: int, temperature: float = 1.0, seed: int | None = None) -> np.ndarray:
+        """n draws of z from the prior, N(0, t^2 I)."""
+        return infer.prior(self, n, temperature, seed)
+
     def sample(self, n: int = 1, temperature: float = 1.0, seed: int | None = None,
-               no_repeat_ngram: int = SAMPLE_NO_REPEAT_NGRAM, **decode_args) -> list[str]:
+               no_repeat_ngram: int = SAMPLE_NO_REPEAT_NGRAM, **decode_args: Any) -> list[str]:
         """n sentences decoded from z ~ N(0, t^2 I), none repeating 4 tokens of its own (no_repeat_ngram=0: off)."""
-        return infer.decode(self, infer.prior(self, n, temperature, seed), no_repeat_ngram=no_repeat_ngram, **decode_args)
+        return self.decode(self.prior(n, temperature, seed), no_repeat_ngram=no_repeat_ngram, seed=seed, **decode_args)
 
-    def interpolate(self, a: str, b: str, steps: int = 5, slerp: bool = False, **decode_args) -> list[str]:
-        """Sentences along the path from a's encoding to b's (both ends included)."""
+    def path(self, a: str, b: str, steps: int = 5, slerp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(t, vectors): `steps` points from a's encoding to b's, both ends exactly included."""
         mu = self.encode([a, b])
-        _, points = infer.path(mu[0], mu[1], steps, slerp)
-        return infer.decode(self, points, **decode_args)
+        return infer.path(mu[0], mu[1], steps, slerp)
 
-    def paraphrase(self, text: str, n: int = 5, scale: float = 1.0, seed: int | None = None, **decode_args) -> list[str]:
+    def interpolate(self, a: str, b: str, steps: int = 5, slerp: bool = False, **decode_args: Any) -> list[str]:
+        """Sentences along the path from a's encoding to b's (both ends included)."""
+        return self.decode(self.path(a, b, steps, slerp)[1], **decode_args)
+
+    def paraphrase(self, text: str, n: int = 5, scale: float = 1.0, seed: int | None = None, **decode_args: Any) -> list[str]:
         """Up to n distinct sentences from around text's posterior, text itself left out."""
         return infer.paraphrase(self, text, n, scale=scale, seed=seed, **decode_args)
 
-    def steer(self, text: str, source: Sequence[str], target: Sequence[str], alpha: float = 1.0, **decode_args) -> str:
+    def steer(self, text: str, source: Sequence[str], target: Sequence[str], alpha: float = 1.0, **decode_args: Any) -> str:
         """text moved by alpha along mean(target) - mean(source), decoded."""
         z = self.encode(text) + alpha * infer.attribute_vector(self, source, target)
-        return infer.decode(self, z, **decode_args)[0]
+        return self.decode(z, **decode_args)[0]
 
-    def analogy(self, a: str, b: str, c: str, **decode_args) -> str:
+    def analogy(self, a: str, b: str, c: str, **decode_args: Any) -> str:
         """c + (b - a), decoded: a is to b as c is to ..."""
         mu = self.encode([a, b, c])
-        return infer.decode(self, mu[2] + mu[1] - mu[0], **decode_args)[0]
+        return self.decode(mu[2] + mu[1] - mu[0], **decode_args)[0]

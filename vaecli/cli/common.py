@@ -1,0 +1,169 @@
+"""What every command shares: errors to stderr and exit codes, the model to load, sentences in, lines out.
+
+Data goes to stdout, everything else (progress, counts, warnings, errors) to stderr. Errors are
+one line and a non-zero exit code (vaecli.errors; README, "Exit codes"); tracebacks are for bugs
+only. Nothing heavy is imported here, so a bad option or file fails at once, before torch loads.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Iterable, Iterator, Optional
+
+import typer
+
+from vaecli.config import MODEL_DIR
+from vaecli.errors import EXIT_ERROR, EXIT_INTERRUPTED, InputError, ModelDirError, VaeError
+
+READ_CHUNK = 1024  # lines a streaming command reads, processes and writes at a time
+FLAG = ""  # metavar of on/off flags: rich help would otherwise show them taking a <bool> value
+
+ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model directory \\[default: $VAE_MODEL, else ./vae-model].")]
+BeamOpt = Annotated[int, typer.Option(min=1, help="Beam width (1 = greedy).")]
+SampleOpt = Annotated[bool, typer.Option("--sample", metavar=FLAG, help="Sample tokens (nucleus) instead of greedy/beam decoding.")]
+TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus mass when sampling.")]
+TempOpt = Annotated[float, typer.Option(min=0.0, help="Softmax temperature when sampling.")]
+NoRepeatOpt = Annotated[int, typer.Option("--no-repeat-ngram", min=0, help="Never repeat a sequence of this many tokens within a sentence (0 = off).")]
+SeedOpt = Annotated[Optional[int], typer.Option(help="Random seed (makes sampling reproducible).")]
+
+
+def err(message: str) -> None:
+    """One message on stderr, printed as given (no markup, no emoji codes)."""
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True, emoji=False).print(message, markup=False)
+
+
+def quiet_libraries() -> None:
+    """Silence the libraries' own progress bars and load reports; we report on stderr ourselves."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+@contextmanager
+def handled() -> Iterator[None]:
+    """Turn the library's user-facing errors (vaecli.errors, by type) into one stderr line and their exit code."""
+    try:
+        yield
+    except VaeError as e:
+        err(f"{e.prefix}{e}")
+        raise typer.Exit(e.exit_code) from None
+    except OSError as e:
+        from vaecli.files.atomic import is_disk_full
+
+        if isinstance(e, BrokenPipeError) or e.errno == errno.EPIPE:
+            # The reader went away (`| head -1`): stop quietly, and keep Python from complaining at exit.
+            _silence_stdout()
+            raise typer.Exit(0) from None
+        if not is_disk_full(e):
+            raise
+        _silence_stdout()  # what is still buffered for stdout cannot be written either
+        err(f"error: cannot write {e.filename or '<stdout>'}: no space left on device")
+        raise typer.Exit(EXIT_ERROR) from None
+    except KeyboardInterrupt:
+        err("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file (tests' in-process runner)
+
+
+def model_path(model: Path | None) -> Path:
+    """--model, else $VAE_MODEL, else ./vae-model; refused at once (before torch loads) when missing."""
+    path = model or Path(os.environ.get("VAE_MODEL") or MODEL_DIR)
+    if not path.exists():
+        raise ModelDirError(f"no model at {path}; train one with `vae finetune corpus.txt` or pass --model DIR")
+    return path
+
+
+def load_model(model: Path | None) -> Any:
+    """The TextVAE at --model (see model_path)."""
+    path = model_path(model)
+    quiet_libraries()
+    from vaecli.api import TextVAE
+
+    return TextVAE.from_pretrained(path)
+
+
+def out_lines(lines: Iterable[str]) -> None:
+    """One output line per item: a decoded text's own line breaks (\\n, \\r, U+2028, ... everything
+    str.splitlines splits on; an LM may emit them) become spaces, so line i answers input i."""
+    stdout = sys.stdout
+    for line in lines:
+        stdout.write(" ".join(line.splitlines()) + "\n")
+    stdout.flush()
+
+
+def check_format(fmt: str) -> None:
+    """Refuse an unknown --format before any input is read or model loaded."""
+    from vaecli.files.vectors import FORMATS
+
+    if fmt not in FORMATS:
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+
+
+def report_blank(blank: int) -> None:
+    """The one stderr line every command that reads sentences prints about blank lines."""
+    if blank:
+        err(f"skipped {blank} blank line(s)")
+
+
+def read_sentences(path: Path) -> list[str]:
+    """A file's sentences (blank lines skipped and counted on stderr); refuses a file with none."""
+    from vaecli.files.text import read_lines
+
+    lines = read_lines(path=str(path))
+    if not lines.texts:
+        raise InputError(f"{path} has no sentences")  # an error stays one line: no count before it
+    report_blank(lines.blank)
+    return lines.texts
+
+
+class SentenceChunks:
+    """Sentences from arguments, -i FILE or stdin, in chunks as they arrive (see files.text.stream_lines);
+    blank lines are counted as they pass. `first()` reads until the first sentence (or refuses
+    input with none) so that bad input is reported before a model loads."""
+
+    def __init__(self, texts: list[str], input_file: Path | None) -> None:
+        from vaecli.files.text import stream_lines
+
+        if texts == ["-"] and input_file is None:  # a lone `-` means stdin, as in every Unix tool
+            texts = []
+        self.input_file = input_file
+        self.blank = 0
+        self._pieces = stream_lines(texts, str(input_file) if input_file else None, sys.stdin.buffer, READ_CHUNK)
+        self._first: list[str] | None = None
+
+    def _texts(self) -> Iterator[list[str]]:
+        for lines in self._pieces:
+            self.blank += lines.blank
+            if lines.texts:
+                yield lines.texts
+
+    def first(self) -> list[str]:
+        self._iter = self._texts()
+        self._first = next(self._iter, None)
+        if self._first is None:
+            report_blank(self.blank)
+            if self.input_file is not None and str(self.input_file) != "-":
+                raise InputError(f"{self.input_file} has no sentences")
+            raise InputError("no sentences given: pass them as arguments, with -i FILE, or on stdin")
+        return self._first
+
+    def __iter__(self) -> Iterator[list[str]]:
+        if self._first is None:
+            self.first()
+        yield self._first
+        yield from self._iter

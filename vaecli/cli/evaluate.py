@@ -1,0 +1,84 @@
+"""`vae evaluate`: the metrics of vaecli.evaluation.evaluate, as a table on a terminal or one JSON object."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from vaecli.cli.common import FLAG, ModelOpt, handled, load_model, read_sentences
+from vaecli.cli.progress import StageProgress
+from vaecli.errors import InputError
+
+
+def evaluate(
+    test_file: Annotated[Path, typer.Argument(metavar="TEST_FILE", help="Test sentences, one per line.")],
+    iw_samples: Annotated[int, typer.Option(min=1, help="Importance samples for NLL and PPL (Optimus: 100).")] = 100,
+    batch_size: Annotated[int, typer.Option(min=1, help="Sentences per batch.")] = 32,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N sentences.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the z samples.")] = 0,
+    no_bleu: Annotated[bool, typer.Option("--no-bleu", metavar=FLAG, help="Skip the greedy reconstructions (BLEU, exact match).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar=FLAG, help="One JSON object on stdout.")] = False,
+    bf16: Annotated[str, typer.Option(help="bf16 autocast: auto (as finetune), yes or no.")] = "auto",
+    threads: Annotated[int, typer.Option(min=0, help="torch threads (0 = default; 1 is faster on a busy machine).")] = 0,
+    model: ModelOpt = None,
+) -> None:
+    """Rec, KL, -ELBO, IW-NLL, PPL, MI, AU, z-shuffle gap, reconstruction BLEU and exact match."""
+    with handled():
+        import json
+
+        if bf16 not in ("auto", "yes", "no"):
+            raise InputError("--bf16 must be auto, yes or no")
+        texts = read_sentences(test_file)[:limit]
+        vae = load_model(model)
+        from vaecli.evaluation.evaluate import evaluate as run
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        with StageProgress() as progress:
+            result = run(vae, texts, iw_samples=iw_samples, batch_size=batch_size, seed=seed, bleu=not no_bleu, bf16=bf16, progress=progress)
+        if as_json or not sys.stdout.isatty():
+            print(json.dumps(result))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("metric", "value", "unit", title=f"{test_file} ({result['sentences']} sentences)")
+        for row in metric_rows(result):
+            table.add_row(*row)
+        Console(emoji=False).print(table)
+
+
+def metric_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(metric, value, unit) rows of evaluate's table."""
+    rows = []
+    for key, label, unit in METRIC_ROWS:
+        if key in result:
+            value = result[key]
+            if key == "ppl":
+                unit = result.get("token_unit", unit)
+            if key == "au":
+                text = f"{value} / {result['latent_dim']}"
+            else:
+                text = f"{value:.3f}" if isinstance(value, float) else str(value)
+            rows.append((label, text, unit))
+    return rows
+
+
+METRIC_ROWS = [
+    ("rec", "Rec", "nats/sentence, z ~ q(z|x)"),
+    ("kl", "KL", "nats/sentence"),
+    ("elbo", "-ELBO", "nats/sentence"),
+    ("nll", "NLL (IW)", "nats/sentence"),
+    ("ppl", "PPL", "per subword token, EOS counted"),
+    ("ppl_word", "PPL per word", "whitespace words, EOS not counted"),
+    ("mi", "MI", "nats, aggregate posterior over the whole set"),
+    ("au", "AU", "active / latent dims, Cov(mu) >= 0.01"),
+    ("shuffle_gap", "z-shuffle gap", "nats/sentence; ~0 = z ignored"),
+    ("bleu", "BLEU", "greedy from mu, corpus BLEU-4 (sacrebleu, 13a tokenisation)"),
+    ("exact_match", "exact match", "fraction of sentences"),
+]

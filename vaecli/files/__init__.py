@@ -1,0 +1,1 @@
+"""Bytes in and out, without torch: sentences (text), latent vectors (jsonl, tsv, npy, safetensors), atomic writes."""

@@ -1,0 +1,1 @@
+"""Using a trained model: batched encode and decode, generation (greedy, beam, sampling), latent arithmetic."""

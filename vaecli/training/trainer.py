@@ -1,0 +1,223 @@
+"""The finetuning loop: phase 1 (beta = 0, the decoder learns to read z), then phase 2 (the full VAE), on accelerate.
+
+Read top to bottom: `finetune` runs the phases, `train_phase` is the loop (batch, forward, backward,
+step, log, validate, checkpoint). What a run needs before its first step is built in `setup.py`;
+the files it writes belong to `rundir.RunDir` (metrics, training.json, the kept model) and
+`checkpoint.py` (what --resume needs). Progress goes to an `on_event` callback (the CLI draws it);
+nothing here prints. The data order is a pure function of (seed, phase, epoch), so a resumed run
+repeats the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from vaecli.config import TrainConfig
+from vaecli.errors import ConfigError, Interrupted, RunError
+from vaecli.modeling.layout import CHECKPOINT_DIR
+from vaecli.modeling.tokens import length_batches
+from vaecli.modeling.vae import VAEModel
+from vaecli.training.checkpoint import restore, save_checkpoint
+from vaecli.training.data import Batches, delete_tokens
+from vaecli.training.diagnose import Keeper, collapse_warning
+from vaecli.training.schedule import beta_at
+from vaecli.training.setup import Event, Run, start_run, versions
+from vaecli.training.validation import validate
+
+LOG_EVERY = 10  # a training record in metrics.jsonl every this many steps
+
+
+def finetune(cfg: TrainConfig, on_event: Callable[[Event], None] | None = None, resume: bool = False, overwrite: bool = False,
+             given: set[str] | None = None) -> Path:
+    """Run `vae finetune`; returns the model directory. `given`: the TrainConfig fields the user set
+    (the CLI's options on the command line); with --resume, those that differ from the checkpoint's
+    are applied where they can change (config.RESUMABLE) and refused otherwise."""
+    try:
+        run = start_run(cfg, on_event, resume, overwrite, given or set())
+    except ConfigError as e:  # a checkpoint's settings that no longer validate: the run cannot go on
+        raise RunError(str(e)) from None
+    try:
+        data = run.train_data
+        run.emit("data", train=len(data), valid=len(run.valid_data), blank=data.blank, truncated=data.truncated)
+        for note in run.notes:
+            run.emit("message", text=note)
+        phases = {"both": [1, 2], "1": [1], "2": [2]}[run.cfg.phase]
+        start_phase, start_step = phases[0], 0
+        if run.resume_state is not None:
+            saved = run.resume_state["trainer"]
+            start_phase, start_step = saved["phase"], saved["step"]
+            run.keeper = Keeper.from_state(saved)
+            run.run_dir.trim_metrics(start_phase, start_step)
+        run.stop.install()
+        try:
+            for phase in phases:
+                if phase < start_phase:
+                    continue
+                train_phase(run, phase, start_step if phase == start_phase else 0)
+                if phase == 1 and 2 in phases:
+                    run.run_dir.save_model(run.model, phase1=True)
+        finally:
+            run.stop.uninstall()
+        run.run_dir.write_training(training_record(run))
+        if run.keeper.kept is not None:
+            run.emit("kept", **run.keeper.kept)
+        return run.run_dir.path
+    finally:
+        run.run_dir.release()
+
+
+def train_phase(run: Run, phase: int, start_step: int) -> None:
+    """Phase `phase` from `start_step` to its last step (or an early stop)."""
+    cfg, acc, model = run.cfg, run.accelerator, run.model
+    total = run.phase_steps(phase)
+    params = set_trainable(model, cfg, phase)
+    optimizer, scheduler = make_optimizer(model, params, cfg, total)
+    if start_step > 0 and run.checkpoint_dir is not None:
+        restore(run.checkpoint_dir, optimizer, scheduler, run.resume_state, acc.process_index)
+    if start_step == 0:
+        run.keeper = Keeper()
+    wrapped, optimizer = acc.prepare(model, optimizer)
+    denoise = cfg.phase1_denoise if phase == 1 else cfg.denoise
+    free_bits = 0.0 if phase == 1 else cfg.free_bits
+    protected = [int(t) for t in model.tokenizer.all_special_ids]  # never deleted by the denoising
+    stream = batch_stream(run, phase, start_step)
+    started, step = time.perf_counter(), start_step
+    run.emit("phase", phase=phase, total=total, start=start_step)
+    while step < total:
+        if stop_requested(run):
+            raise Interrupted(checkpoint(run, optimizer, scheduler, phase, step))
+        batch = next(stream)
+        beta = 0.0 if phase == 1 else beta_at(step, total, cfg.beta_schedule, cfg.beta_max, cfg.beta_cycles, cfg.beta_ramp)
+        noisy_ids, noisy_mask = delete_tokens(batch["input_ids"], batch["attention_mask"], denoise, model.input_pad_id, protected)
+        out = wrapped(noisy_ids, noisy_mask, batch.get("target_ids", batch["input_ids"]), batch.get("target_mask", batch["attention_mask"]),
+                      beta=beta, free_bits=free_bits, word_dropout=cfg.word_dropout, bow=cfg.bow)
+        if not torch.isfinite(out.loss):
+            raise RunError(f"the loss became {out.loss.item()} at phase {phase} step {step + 1}; lower --lr (now {cfg.lr}) or try "
+                           f"--bf16 no; the last checkpoint is in {run.run_dir.path / CHECKPOINT_DIR}")
+        acc.backward(out.loss)
+        if cfg.clip > 0:
+            acc.clip_grad_norm_(params, cfg.clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        # Logged values are means over the whole (global) batch, whatever the number of processes.
+        loss, rec, kl = acc.reduce(torch.stack([out.loss, out.rec, out.kl]).detach().float(), "mean").tolist()
+        elapsed = time.perf_counter() - started
+        values = {"phase": phase, "step": step, "total": total, "loss": loss, "rec": rec, "kl": kl, "beta": beta,
+                  "lr": scheduler.get_last_lr()[0], "steps_per_s": (step - start_step) / elapsed if elapsed > 0 else 0.0}
+        run.emit("step", **values)
+        if step % LOG_EVERY == 0 or step == total:
+            run.run_dir.log({"kind": "train", **values})
+        stop_early = False
+        if step % cfg.valid_every == 0 or step == total:
+            stop_early = validate_and_keep(run, model, phase, step)
+        if step % cfg.save_every == 0 or step == total or stop_early:
+            checkpoint(run, optimizer, scheduler, phase, step)
+        if stop_early:
+            run.emit("message", text=f"early stopping at phase {phase} step {step}: no better validation Rec in {cfg.patience} validations")
+            break
+    run.steps_per_second[f"phase{phase}"] = (step - start_step) / max(1e-9, time.perf_counter() - started)
+
+
+def set_trainable(model: VAEModel, cfg: TrainConfig, phase: int) -> list[torch.nn.Parameter]:
+    """Unfreeze everything, then freeze what this phase keeps fixed; returns the parameters that train."""
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if cfg.lora or (phase == 1 and cfg.freeze_decoder) or (phase == 2 and cfg.freeze_decoder_phase2):
+        model.freeze_decoder()
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def make_optimizer(model: VAEModel, params: list[torch.nn.Parameter], cfg: TrainConfig, total: int) -> tuple[Any, Any]:
+    """AdamW with the pretrained weights at --lr and the VAE's own layers at --lr x --new-lr-scale; linear
+    warm-up over --warmup of the phase's real steps, then linear decay to 0."""
+    from transformers import get_linear_schedule_with_warmup
+
+    new = {id(p) for p in model.new_parameters()}
+    groups = [{"params": [p for p in params if id(p) not in new], "lr": cfg.lr},
+              {"params": [p for p in params if id(p) in new], "lr": cfg.lr * cfg.new_lr_scale}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)
+    return optimizer, get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total), max(1, total))
+
+
+def batch_stream(run: Run, phase: int, start_step: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Training batches from `start_step` on, epoch after epoch: the order is a function of (seed, phase, epoch)."""
+    from torch.utils.data import DataLoader
+
+    data, cfg, acc, model = run.train_data, run.cfg, run.accelerator, run.model
+    per_epoch = -(-len(data) // cfg.batch_size)
+    epoch, skip = divmod(start_step, per_epoch)
+    while True:
+        batches = length_batches(data.lengths, cfg.batch_size, cfg.seed + 1000 * phase, epoch)
+        # A private generator: creating the iterator must not draw from the global RNG (exact resume).
+        loader = DataLoader(range(len(data)), batch_sampler=Batches(batches, cfg.batch_size), generator=torch.Generator().manual_seed(0),
+                            collate_fn=lambda rows: data.batch(rows, model.input_pad_id, model.pad_id))
+        loader = acc.prepare_data_loader(loader)
+        yield from acc.skip_first_batches(loader, skip) if skip else loader
+        epoch, skip = epoch + 1, 0
+
+
+def validate_and_keep(run: Run, model: VAEModel, phase: int, step: int) -> bool:
+    """Validate; save the model directory when the validation is the best so far; True when early stopping is due."""
+    metrics = validate(model, run.valid_data, run.cfg.batch_size, run.cfg.seed, run.accelerator)
+    dims = model.config.latent_dim
+    improved = run.keeper.judge(metrics, phase, step, dims)
+    if improved:
+        run.run_dir.save_model(model)
+    run.run_dir.log({"kind": "valid", "phase": phase, "step": step, **metrics, "best": improved})
+    run.emit("valid", phase=phase, step=step, best=improved, dims=dims, **metrics)
+    warning = collapse_warning(run.cfg, phase, metrics, run.phase_steps(1))
+    if warning:
+        run.emit("message", text=warning)
+    return phase == 2 and run.cfg.patience > 0 and run.keeper.without_gain >= run.cfg.patience
+
+
+def checkpoint(run: Run, optimizer: Any, scheduler: Any, phase: int, step: int) -> Path:
+    """Write what --resume needs (every process's RNG state included); returns the checkpoint's path."""
+    acc = run.accelerator
+    rng = [torch.get_rng_state()]
+    if acc.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        rng = gather_object(rng)  # every process resumes with its own random stream
+    path = run.run_dir.path / CHECKPOINT_DIR
+    if acc.is_main_process:
+        state = {"config": run.cfg.to_dict(), "phase": phase, "step": step, **run.keeper.state()}
+        path = save_checkpoint(run.run_dir.path, run.model, optimizer, scheduler, state, rng)
+    acc.wait_for_everyone()
+    return path
+
+
+def stop_requested(run: Run) -> bool:
+    """Whether any process got a stop signal: all processes stop at the same step."""
+    acc = run.accelerator
+    if acc.num_processes == 1:
+        return run.stop.requested
+    flag = torch.tensor([1.0 if run.stop.requested else 0.0], device=acc.device)
+    return bool(acc.reduce(flag, "sum").item() > 0)
+
+
+def training_record(run: Run) -> dict[str, Any]:
+    """training.json: the resolved settings, what the run saw and did, seed and library versions."""
+    return {
+        "config": run.cfg.to_dict(),
+        "resolved": {
+            "phase1_steps": run.phase_steps(1),
+            "phase2_steps": run.phase_steps(2),
+            "bf16": run.accelerator.mixed_precision == "bf16",
+            "processes": run.accelerator.num_processes,
+            "train_sentences": len(run.train_data),
+            "valid_sentences": len(run.valid_data),
+            "blank_lines_skipped": run.train_data.blank,
+            "lines_truncated": run.train_data.truncated,
+            "steps_per_second": run.steps_per_second,
+            "parameters": run.model.num_parameters(),
+        },
+        "seed": run.cfg.seed,
+        "versions": versions(),
+    }
