@@ -83,7 +83,7 @@ def trained(t5_dir, tmp_path_factory) -> Path:
     kept = [r for r in valid if r["phase"] == 2 and r["best"]][-1]
     assert result.stderr.splitlines()[-1] == (
         f"model saved in {out}: phase 2 step {kept['step']}, the best validation rec ({kept['rec']:.3f}; kl {kept['kl']:.3f} "
-        f"au {kept['au']}/8 mi {kept['mi']:.3f} gap {kept['gap']:.3f})"
+        f"au {kept['au']}/8 mi {kept['mi']:.3f} gap {kept['gap']:.3f} token accuracy {kept['acc']:.3f})"
     )
     # off a terminal, a progress line at each phase's first step (then every 30 s)
     progress = [line for line in result.stderr.splitlines() if "/15: rec " in line]
@@ -350,12 +350,12 @@ def test_sample_reproducible(trained, vae):
     assert len(first.stdout.splitlines()) == 4
     assert first.stdout == lines_of(vae.sample(4, seed=1))
 
-    # Far from the origin the texts vary; two seeds' draws then decode differently.
-    a = invoke("sample", "-n", "4", "--scale", "20", "--seed", "1", model=trained)
-    b = invoke("sample", "-n", "4", "--scale", "20", "--seed", "2", model=trained)
+    # Far from the origin of N(0, I) the texts vary; two seeds' draws then decode differently.
+    a = invoke("sample", "-n", "4", "--scale", "20", "--seed", "1", "--prior", "standard", model=trained)
+    b = invoke("sample", "-n", "4", "--scale", "20", "--seed", "2", "--prior", "standard", model=trained)
     ok(a)
     ok(b)
-    assert a.stdout == lines_of(vae.sample(4, temperature=20.0, seed=1))
+    assert a.stdout == lines_of(vae.sample(4, temperature=20.0, seed=1, prior="standard"))
     assert a.stdout != b.stdout
 
     # token sampling is reproducible with a seed too
@@ -571,14 +571,14 @@ def test_progress_lines_off_a_terminal_at_a_steady_interval_in_time(capsys):
                 report({"kind": "step", "phase": phase, "step": step, "total": 100, "rec": 55.123, "kl": 3.25 * step,
                         "beta": 0.5 * (phase - 1), "steps_per_s": 0.5, "loss": 0.0, "lr": 1e-4})
         report({"kind": "valid", "phase": 2, "step": 2, "best": True, "dims": 32, "rec": 54.5, "kl": 10.0, "elbo": 64.5, "au": 29,
-                "mi": 3.0, "gap": 3.5})
+                "mi": 3.0, "gap": 3.5, "acc": 0.625})
         report({"kind": "kept", "phase": 2, "step": 2, "dims": 32, "rec": 54.5})
     assert capsys.readouterr().err.splitlines() == [
         "phase 1 step 1/100: rec 55.12 kl 3.25 beta 0.00, 0.50 steps/s, ETA 3m18s",
         "phase 1 step 3/100: rec 55.12 kl 9.75 beta 0.00, 0.50 steps/s, ETA 3m14s",
         "phase 1 step 5/100: rec 55.12 kl 16.25 beta 0.00, 0.50 steps/s, ETA 3m10s",
         "phase 2 step 1/100: rec 55.12 kl 3.25 beta 0.50, 0.50 steps/s, ETA 3m18s",
-        "phase 2 step 2: valid rec 54.500 kl 10.000 -elbo 64.500 au 29/32 mi 3.000 gap 3.500 (best, saved)",
+        "phase 2 step 2: valid rec 54.500 kl 10.000 -elbo 64.500 au 29/32 mi 3.000 gap 3.500 acc 0.625 (best, saved)",
     ]
     assert report.kept["step"] == 2
 

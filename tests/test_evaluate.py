@@ -92,9 +92,11 @@ def test_evaluate_cli_json(vae, tmp_path):
     assert r.exit_code == 0, r.output
     result = json.loads(r.stdout)
     assert result["sentences"] == 5 and result["iw_samples"] == 5
-    assert {"rec", "kl", "elbo", "nll", "ppl", "ppl_word", "mi", "au", "latent_dim", "shuffle_gap", "bleu", "exact_match"} <= set(result)
+    assert {"rec", "kl", "elbo", "nll", "ppl", "ppl_word", "mi", "au", "latent_dim", "shuffle_gap", "bleu", "exact_match", "token_accuracy",
+            "fluency_inputs", "fluency_reconstructions", "sample_fluency", "sample_at_limit", "midpoint_fluency"} <= set(result)
+    assert result["prior"] == "standard"  # saved without training: no aggregate prior
     assert r.stderr.splitlines() == ["evaluate: importance samples 5/5 sentences", "evaluate: shuffle gap 5/5 sentences",
-                                     "evaluate: reconstructions 5/5 sentences"]
+                                     "evaluate: reconstructions 5/5 sentences", "evaluate: prior samples and midpoints 200/200 sentences"]
     assert result["elbo"] == pytest.approx(result["rec"] + result["kl"])
     assert 0.0 <= result["exact_match"] <= 1.0
 

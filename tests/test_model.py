@@ -7,7 +7,8 @@ import torch
 
 from vaecli.config import VAEConfig
 from vaecli.modeling.backbones import build_vae
-from vaecli.modeling.vae import VAEModel, free_bits_kl, kl_per_dim, masked_pool
+from vaecli.modeling.pooling import masked_pool
+from vaecli.modeling.vae import VAEModel, free_bits_kl, kl_per_dim
 
 SENTENCES = [
     "he breathed new life into the old house",

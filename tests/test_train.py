@@ -167,7 +167,7 @@ def test_cli_runs_phase1_then_phase2_from_its_directory(bart_dir, corpus, valid,
     assert {"torch", "transformers", "vaecli"} <= set(training["versions"])
     records = [json.loads(line) for line in (p2 / "metrics.jsonl").read_text().splitlines()]
     valid_records = [r for r in records if r["kind"] == "valid"]
-    assert [r["step"] for r in valid_records] == [3] and {"rec", "kl", "elbo", "au", "mi", "gap"} <= set(valid_records[0])
+    assert [r["step"] for r in valid_records] == [3] and {"rec", "kl", "elbo", "au", "mi", "gap", "acc"} <= set(valid_records[0])
     assert "100 validation sentences" in r.stderr
 
 

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Sequence, overload
+from typing import Any, Iterable, Iterator, Literal, Sequence, overload
 
 import numpy as np
 
@@ -16,6 +16,8 @@ from vaecli.config import SAMPLE_NO_REPEAT_NGRAM
 from vaecli.inference import latent as infer
 from vaecli.inference.latent import Encoded
 from vaecli.modeling.vae import VAEModel
+
+PriorKind = Literal["aggregate", "standard"]
 
 
 class TextVAE(VAEModel):
@@ -48,14 +50,17 @@ class TextVAE(VAEModel):
         decoded; sampling draws from one seeded stream across all of them."""
         return infer.decode_batches(self, vectors, **decode_args)
 
-    def prior(self, n: int, temperature: float = 1.0, seed: int | None = None) -> np.ndarray:
-        """n draws of z from the prior, N(0, t^2 I)."""
+    def prior(self, n: int, temperature: float = 1.0, seed: int | None = None, kind: PriorKind = "aggregate") -> np.ndarray:
+        """n draws of z: from the training sentences' aggregate posterior (`aggregate`, when the model directory
+        has one; else N(0, I)), or from N(0, I) (`standard`); temperature t scales the spread."""
+        if kind == "aggregate" and self.aggregate_prior is not None:
+            return self.aggregate_prior.draw(n, temperature, seed)
         return infer.prior(self, n, temperature, seed)
 
-    def sample(self, n: int = 1, temperature: float = 1.0, seed: int | None = None,
+    def sample(self, n: int = 1, temperature: float = 1.0, seed: int | None = None, prior: PriorKind = "aggregate",
                no_repeat_ngram: int = SAMPLE_NO_REPEAT_NGRAM, **decode_args: Any) -> list[str]:
-        """n sentences decoded from z ~ N(0, t^2 I), none repeating 4 tokens of its own (no_repeat_ngram=0: off)."""
-        return self.decode(self.prior(n, temperature, seed), no_repeat_ngram=no_repeat_ngram, seed=seed, **decode_args)
+        """n sentences decoded from draws of the prior (see prior()), none repeating 4 tokens of its own (no_repeat_ngram=0: off)."""
+        return self.decode(self.prior(n, temperature, seed, prior), no_repeat_ngram=no_repeat_ngram, seed=seed, **decode_args)
 
     def path(self, a: str, b: str, steps: int = 5, slerp: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(t, vectors): `steps` points from a's encoding to b's, both ends exactly included."""

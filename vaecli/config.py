@@ -19,7 +19,8 @@ from typing import Any, Literal, get_args
 
 from vaecli.errors import ConfigError
 
-Pooling = Literal["mean", "max"]
+Pooling = Literal["mean", "max", "attention"]
+Layers = Literal["last", "mean", "mix"]
 Injection = Literal["memory", "prefix", "embedding", "both"]
 BetaSchedule = Literal["constant", "linear", "cyclical"]
 Phase = Literal["both", "1", "2"]
@@ -27,6 +28,7 @@ Bf16 = Literal["auto", "yes", "no"]
 Family = Literal["seq2seq", "causal"]
 
 POOLINGS: tuple[str, ...] = get_args(Pooling)
+LAYERS: tuple[str, ...] = get_args(Layers)
 INJECTIONS: tuple[str, ...] = get_args(Injection)
 SCHEDULES: tuple[str, ...] = get_args(BetaSchedule)
 
@@ -98,7 +100,11 @@ class ModelSettings:
     """The VAE's architecture: what `vae finetune` builds and config.json records."""
 
     latent_dim: int = setting(32, "Size of z.")
-    pooling: Pooling = setting("mean", "How encoder states become one vector: mean or max over real (non-padding) tokens.")
+    layers: Layers = setting("last", "Which encoder layers z is pooled from: last, mean (the plain mean of every layer's states, "
+                                     "embeddings included) or mix (a learned softmax-weighted mix of them, ELMo's scalar mix).")
+    pooling: Pooling = setting("mean", "How the tokens' states become one vector: mean or max over real (non-padding) tokens, or "
+                                       "attention (--pool-queries learned queries, their results concatenated).")
+    pool_queries: int = setting(4, "Learned queries of --pooling attention.")
     injection: Injection | None = setting(
         None, "How z reaches the decoder: memory (vectors read by cross-attention; encoder-decoders only), prefix (key/value "
               "slots in every decoder self-attention layer), embedding (added to every input embedding) or both (prefix and "
@@ -117,6 +123,10 @@ class ModelSettings:
             problems.append(f"--latent-dim must be >= 1, got {self.latent_dim}")
         if self.pooling not in POOLINGS:
             problems.append(f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        if self.layers not in LAYERS:
+            problems.append(f"--layers must be one of {', '.join(LAYERS)}, got {self.layers!r}")
+        if self.pool_queries < 1:
+            problems.append(f"--pool-queries must be >= 1, got {self.pool_queries}")
         if self.injection is not None and self.injection not in INJECTIONS:
             problems.append(f"--injection must be one of {', '.join(INJECTIONS)}, got {self.injection!r}")
         if self.memory_slots < 1:

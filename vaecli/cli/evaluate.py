@@ -23,9 +23,12 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", metavar=FLAG, help="One JSON object on stdout.")] = False,
     bf16: Annotated[str, typer.Option(help="bf16 autocast: auto (as finetune), yes or no.")] = "auto",
     threads: Annotated[int, typer.Option(min=0, help="torch threads (0 = default; 1 is faster on a busy machine).")] = 0,
+    samples: Annotated[int, typer.Option(min=0, help="Prior samples (as `vae sample` draws them) and interpolation midpoints whose "
+                                                     "fluency is measured (0 = skip).")] = 100,
     model: ModelOpt = None,
 ) -> None:
-    """Rec, KL, -ELBO, IW-NLL, PPL, MI, AU, z-shuffle gap, reconstruction BLEU and exact match."""
+    """Rec, KL, -ELBO, IW-NLL, PPL, MI, AU, z-shuffle gap, token accuracy, reconstruction BLEU and exact match; fluency of
+    reconstructions, prior samples and interpolation midpoints."""
     with handled():
         import json
 
@@ -40,7 +43,8 @@ def evaluate(
 
             torch.set_num_threads(threads)
         with StageProgress() as progress:
-            result = run(vae, texts, iw_samples=iw_samples, batch_size=batch_size, seed=seed, bleu=not no_bleu, bf16=bf16, progress=progress)
+            result = run(vae, texts, iw_samples=iw_samples, batch_size=batch_size, seed=seed, bleu=not no_bleu, bf16=bf16, progress=progress,
+                         samples=samples)
         if as_json or not sys.stdout.isatty():
             print(json.dumps(result))
             return
@@ -61,7 +65,11 @@ def metric_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
             value = result[key]
             if key == "ppl":
                 unit = result.get("token_unit", unit)
-            if key == "au":
+            if key == "sample_fluency":
+                unit = unit.replace("prior draws", f"draws of the {result['prior']} prior")
+            if value is None:
+                text = "n/a"
+            elif key == "au":
                 text = f"{value} / {result['latent_dim']}"
             else:
                 text = f"{value:.3f}" if isinstance(value, float) else str(value)
@@ -79,6 +87,18 @@ METRIC_ROWS = [
     ("mi", "MI", "nats, aggregate posterior over the whole set"),
     ("au", "AU", "active / latent dims, Cov(mu) >= 0.01"),
     ("shuffle_gap", "z-shuffle gap", "nats/sentence; ~0 = z ignored"),
+    ("token_accuracy", "token accuracy", "teacher-forced from mu: target tokens that are the decoder's argmax"),
     ("bleu", "BLEU", "greedy from mu, corpus BLEU-4 (sacrebleu, 13a tokenisation)"),
     ("exact_match", "exact match", "fraction of sentences"),
+    ("fluency_inputs", "fluency: inputs", "NLL per token under the decoder alone (no z)"),
+    ("fluency_reconstructions", "fluency: reconstructions", "the same, of the greedy reconstructions"),
+    ("words_inputs", "words: inputs", "mean whitespace words"),
+    ("sample_fluency", "samples: fluency", "NLL per token of greedy decodes of prior draws (--samples)"),
+    ("sample_at_limit", "samples: never ended", "fraction at the length limit"),
+    ("sample_words", "samples: words", "mean whitespace words"),
+    ("sample_distinct2", "samples: distinct-2", "distinct word bigrams / all"),
+    ("midpoint_fluency", "midpoints: fluency", "NLL per token of greedy decodes of midpoints of random pairs"),
+    ("midpoint_at_limit", "midpoints: never ended", "fraction at the length limit"),
+    ("midpoint_words", "midpoints: words", "mean whitespace words"),
+    ("midpoint_distinct2", "midpoints: distinct-2", "distinct word bigrams / all"),
 ]

@@ -122,15 +122,21 @@ def decode(
 
 def sample(
     n: Annotated[int, typer.Option("-n", min=1, help="How many sentences.")] = 10,
-    scale: Annotated[float, typer.Option("--scale", "-t", min=0.0, help="Prior scale t: z ~ N(0, t^2 I).")] = 1.0,
+    scale: Annotated[float, typer.Option("--scale", "-t", min=0.0, help="Prior scale t: the prior's spread times t.")] = 1.0,
+    prior: Annotated[str, typer.Option(help="aggregate (a Gaussian fitted to the training sentences' encodings, saved with the model) "
+                                            "or standard (N(0, I)).")] = "aggregate",
     beam: BeamOpt = 1, sample_tokens: SampleOpt = False, top_p: TopPOpt = 1.0, temperature: TempOpt = 1.0,
     no_repeat_ngram: NoRepeatOpt = SAMPLE_NO_REPEAT_NGRAM, seed: SeedOpt = None, model: ModelOpt = None,
 ) -> None:
     """Decode n draws from the prior."""
     with handled():
+        if prior not in ("aggregate", "standard"):
+            raise InputError(f"--prior must be aggregate or standard, not {prior!r}")
         vae = load_model(model)
-        for texts in vae.decode_stream([vae.prior(n, scale, seed)], beam=beam, sample=sample_tokens, top_p=top_p, temperature=temperature,
-                                       seed=seed, no_repeat_ngram=no_repeat_ngram):
+        if prior == "aggregate" and vae.aggregate_prior is None:
+            err("note: this model has no aggregate prior (prior.safetensors; models trained before vaecli 0.2): sampling from N(0, I)")
+        for texts in vae.decode_stream([vae.prior(n, scale, seed, prior)], beam=beam, sample=sample_tokens, top_p=top_p,
+                                       temperature=temperature, seed=seed, no_repeat_ngram=no_repeat_ngram):
             out_lines(texts)
 
 

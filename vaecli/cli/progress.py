@@ -8,7 +8,7 @@ from typing import Any
 def kept_text(kept: dict[str, Any]) -> str:
     """Which validation the saved weights are: the best validation Rec (vaecli.training.diagnose.keep_score)."""
     return (f"phase {kept['phase']} step {kept['step']}, the best validation rec ({kept['rec']:.3f}; kl {kept['kl']:.3f} "
-            f"au {kept['au']}/{kept['dims']} mi {kept['mi']:.3f} gap {kept['gap']:.3f})")
+            f"au {kept['au']}/{kept['dims']} mi {kept['mi']:.3f} gap {kept['gap']:.3f} token accuracy {kept['acc']:.3f})")
 
 
 def duration(seconds: float) -> str:
@@ -82,7 +82,8 @@ class Reporter:
             mark = " (best, saved)" if event["best"] else ""
             self.console.print(
                 f"phase {event['phase']} step {event['step']}: valid rec {event['rec']:.3f} kl {event['kl']:.3f} "
-                f"-elbo {event['elbo']:.3f} au {event['au']}/{event['dims']} mi {event['mi']:.3f} gap {event['gap']:.3f}{mark}"
+                f"-elbo {event['elbo']:.3f} au {event['au']}/{event['dims']} mi {event['mi']:.3f} gap {event['gap']:.3f} "
+                f"acc {event['acc']:.3f}{mark}"
             )
         elif kind == "kept":
             self.kept = event

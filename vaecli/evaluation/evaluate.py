@@ -14,9 +14,14 @@ Definitions (all per sentence unless said; nats):
 - AU:    dimensions with Cov_x(mu_d) >= 0.01.
 - Shuffle gap: Rec with another sentence's z (a random derangement over the whole set) minus Rec
          with its own z. Near 0: the decoder ignores z.
+- Token accuracy: teacher-forced from mu, the share of target tokens (end token included) that are the
+         decoder's argmax given z = mu and the true prefix. It moves where BLEU is still near 0.
 - BLEU, exact match: greedy decode from mu against the input as the tokenizer normalises it
          (e.g. lower-cased for an uncased tokenizer); corpus BLEU-4 by sacrebleu, its defaults (13a
          tokenisation, brevity penalty, exponential smoothing).
+- Fluency (evaluation.fluency): NLL per token under the decoder alone, of the inputs, of their greedy
+         reconstructions, of `samples` greedy decodes of prior draws (as `vae sample` makes them) and of the
+         midpoints between random pairs of inputs' mu; with the share that never ended, mean words and distinct-2.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
+from vaecli.config import SAMPLE_NO_REPEAT_NGRAM
+from vaecli.evaluation.fluency import fluency
 from vaecli.evaluation.metrics import active_units, mutual_information
 from vaecli.inference.generate import generate
 from vaecli.modeling.tokens import length_batches, pad_batch
@@ -64,12 +72,13 @@ def rows_per_pass(seq_len: int, vocab: int) -> int:
 @torch.inference_mode()
 def evaluate(
     model: VAEModel, texts: Sequence[str], iw_samples: int = 100, batch_size: int = 32, seed: int = 0, bleu: bool = True,
-    bf16: str = "auto", progress: Progress | None = None,
+    bf16: str = "auto", progress: Progress | None = None, samples: int = 0,
 ) -> dict[str, float]:
     """All metrics above over `texts`; returns a flat dict (see module docstring for units).
 
     `bf16` follows `vae finetune --bf16` (auto: models of 10M+ parameters where the hardware has bf16).
-    `progress(stage, done, total)` is called after each batch; nothing here prints.
+    `progress(stage, done, total)` is called after each batch; nothing here prints. `samples` > 0 adds the
+    quality of that many prior samples (from the model's aggregate prior when it has one) and as many midpoints.
     """
     from vaecli.modeling.precision import use_bf16
     from vaecli.modeling.tokens import tokenize
@@ -87,7 +96,7 @@ def evaluate(
     z = torch.zeros(n, model.config.latent_dim)
     rec = torch.zeros(n)
     iw_nll = torch.zeros(n)
-    tokens = done = 0
+    tokens = done = hits = 0
     for rows in batches:
         x, mask = _padded(ids, rows, model.input_pad_id, model.device)
         y, y_mask = _padded(targets, rows, model.pad_id, model.device)
@@ -97,6 +106,7 @@ def evaluate(
             zb = model.reparameterize(m, lv, generator)
             rec[rows] = model.reconstruction_nll(zb, y, y_mask)[0].float().cpu()
             iw_nll[rows] = importance_weighted_nll(model, m, lv, y, y_mask, iw_samples, generator).cpu()
+            hits += int(model.token_hits(m, y, y_mask)[0].sum())
         mu[rows], logvar[rows], z[rows] = m.cpu(), lv.cpu(), zb.cpu()
         tokens += int((model.targets(y, y_mask)[1] != -100).sum())
         done += len(rows)
@@ -129,9 +139,33 @@ def evaluate(
         "au": active_units(mu),
         "latent_dim": model.config.latent_dim,
         "shuffle_gap": float((shuffled - rec).mean()),
+        "token_accuracy": hits / max(tokens, 1),
     }
-    if bleu:  # no autocast: greedy steps are small, and casting cost more than bf16 saved (measured)
+    # No autocast below: greedy steps are small, and casting cost more than bf16 saved (measured).
+    if bleu or samples > 0:
+        result.update(fluency_inputs=fluency(model, texts), words_inputs=words / max(n, 1))
+    if bleu:
         result.update(reconstruction(model, targets, mu, report))
+    if samples > 0:
+        result.update(generation_quality(model, mu.numpy(), samples, seed))
+        report("prior samples and midpoints", 2 * samples, 2 * samples)
+    # What cannot be computed (the fluency of no text at all) is None (null in JSON, n/a in the table), never a number.
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in result.items()}
+
+
+def generation_quality(model: VAEModel, mu: np.ndarray, n: int, seed: int) -> dict[str, float | str]:
+    """The quality of n prior samples and of n midpoints between the rows of mu (evaluation.fluency), flat."""
+    from vaecli.evaluation.fluency import generated_quality, midpoints
+    from vaecli.inference.latent import prior
+
+    aggregate = getattr(model, "aggregate_prior", None)
+    draws = aggregate.draw(n, seed=seed) if aggregate is not None else prior(model, n, seed=seed)
+    result: dict[str, float | str] = {"prior": "aggregate" if aggregate is not None else "standard"}
+    _, quality = generated_quality(model, draws, no_repeat_ngram=SAMPLE_NO_REPEAT_NGRAM)
+    result.update({f"sample_{k}": v for k, v in quality.items()})
+    if len(mu) >= 2:
+        _, quality = generated_quality(model, midpoints(mu, n, seed))
+        result.update({f"midpoint_{k}": v for k, v in quality.items()})
     return result
 
 
@@ -184,4 +218,4 @@ def reconstruction(model: VAEModel, ids: list[list[int]], mu: torch.Tensor, prog
         if progress is not None:
             progress("reconstructions", done, len(ids))
     exact = sum(" ".join(h.split()) == " ".join(r.split()) for h, r in zip(hyps, refs))
-    return {"bleu": corpus_bleu(hyps, refs), "exact_match": exact / max(len(ids), 1)}
+    return {"bleu": corpus_bleu(hyps, refs), "exact_match": exact / max(len(ids), 1), "fluency_reconstructions": fluency(model, [h for h in hyps if h])}

@@ -33,10 +33,15 @@ class Encoded:
         return sample_posterior(self, scale, seed)
 
 
-@torch.inference_mode()
 def encode(model: VAEModel, texts: Sequence[str], batch_size: int = BATCH) -> Encoded:
     """Posterior mean and log-variance of each text, (n, d) float32, in input order."""
     ids, truncated = tokenize(model.tokenizer, list(texts), model.config.max_length)
+    return encode_ids(model, ids, truncated, batch_size)
+
+
+@torch.inference_mode()
+def encode_ids(model: VAEModel, ids: Sequence[Sequence[int]], truncated: int = 0, batch_size: int = BATCH) -> Encoded:
+    """encode() of texts already tokenised by the encoder's tokenizer."""
     d = model.config.latent_dim
     mu, logvar = np.zeros((len(ids), d), np.float32), np.zeros((len(ids), d), np.float32)
     for rows in length_batches([len(r) for r in ids], batch_size, 0, 0, shuffle=False):

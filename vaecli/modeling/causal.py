@@ -37,7 +37,8 @@ def dims_of(encoder_config: Any, decoder_config: Any) -> Dims:
     heads = decoder_config.num_attention_heads
     kv_heads = getattr(decoder_config, "num_key_value_heads", None) or heads
     head_dim = getattr(decoder_config, "head_dim", None) or decoder_config.hidden_size // heads
-    return Dims(encoder_config.hidden_size, decoder_config.hidden_size, decoder_config.num_hidden_layers, kv_heads, head_dim)
+    return Dims(encoder_config.hidden_size, decoder_config.hidden_size, decoder_config.num_hidden_layers, kv_heads, head_dim,
+                encoder_config.num_hidden_layers + 1)
 
 
 def special_ids(tokenizer: Any) -> tuple[int, int, int]:
@@ -61,8 +62,9 @@ class CausalFamily:
         self.decoder_tokenizer = decoder_tokenizer
         self.start_id, self.eos_id, self.pad_id = special_ids(decoder_tokenizer)
 
-    def encoder_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.backbone.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def encoder_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.backbone.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return (*out.hidden_states[:-1], out.last_hidden_state)
 
     def target_ids(self, texts: list[str], max_length: int) -> list[list[int]]:
         """The decoder's tokens of each sentence (no special tokens), cut to max_length - 1, then the end token."""

@@ -22,8 +22,11 @@ class Dims:
     enc_hidden: int
     dec_hidden: int
     layers: int
+    """Decoder layers (each gets prefix slots)."""
     kv_heads: int
     head_dim: int
+    enc_states: int
+    """Hidden states the encoder returns: its layers and the embeddings (what --layers mean / mix combine)."""
 
 
 @dataclass
@@ -62,8 +65,9 @@ class Family(Protocol):
     pad_id: int
     """The decoder's padding token (targets are padded with it; generation emits it after the end)."""
 
-    def encoder_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Per-token states (B, T, enc_hidden) of the encoder's tokens, which the VAE pools into one vector."""
+    def encoder_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Every layer's per-token states (B, T, enc_hidden) of the encoder's tokens, embeddings first and the
+        final layer last (dims.enc_states of them), which the VAE pools into one vector (pooling.Pooler)."""
         ...
 
     def target_ids(self, texts: list[str], max_length: int) -> list[list[int]] | None:

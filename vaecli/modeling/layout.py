@@ -5,6 +5,7 @@ A model directory is the unit of exchange (`vae finetune --out DIR`, every other
     config.json            the backbone's config and the VAE's settings (vaecli.config.VAEConfig)
     model.safetensors      every weight
     tokenizer files        the encoder's; decoder/ holds the decoder's own, when it has one
+    prior.safetensors      the aggregate posterior, fitted after training (what `vae sample` draws from)
     training.json          the run's resolved settings, seed and library versions
     metrics.jsonl          one JSON record per logged step and per validation
     phase1/                the model at the end of phase 1 (a run of both phases)
@@ -26,6 +27,7 @@ PHASE1_DIR = "phase1"
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_OLD = "checkpoint.old"
 CHECKPOINT_TMP = "checkpoint.tmp"
+PRIOR_NAME = "prior.safetensors"
 OPTIMIZER_NAME = "optimizer.safetensors"
 TRAINER_STATE_NAME = "trainer_state.json"
 LOCK_NAME = ".lock"

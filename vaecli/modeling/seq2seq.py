@@ -20,12 +20,13 @@ def dims_of(config: Any) -> Dims:
     if getattr(config, "model_type", "") == "encoder-decoder":
         enc, dec = config.encoder, config.decoder
         heads = dec.num_attention_heads
-        return Dims(enc.hidden_size, dec.hidden_size, dec.num_hidden_layers, heads, dec.hidden_size // heads)
+        return Dims(enc.hidden_size, dec.hidden_size, dec.num_hidden_layers, heads, dec.hidden_size // heads, enc.num_hidden_layers + 1)
     d_model = getattr(config, "d_model", None) or config.hidden_size
     layers = getattr(config, "num_decoder_layers", None) or getattr(config, "decoder_layers", None) or config.num_layers
     heads = getattr(config, "decoder_attention_heads", None) or config.num_heads
     head_dim = getattr(config, "d_kv", None) or d_model // heads
-    return Dims(d_model, d_model, layers, heads, head_dim)
+    encoder_layers = getattr(config, "encoder_layers", None) or getattr(config, "num_layers", None) or config.num_hidden_layers
+    return Dims(d_model, d_model, layers, heads, head_dim, encoder_layers + 1)
 
 
 class Seq2SeqFamily:
@@ -46,8 +47,9 @@ class Seq2SeqFamily:
             )
         self.start_id, self.eos_id, self.pad_id = int(start), int(eos), int(pad)
 
-    def encoder_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.backbone.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def encoder_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.backbone.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return (*out.hidden_states[:-1], out.last_hidden_state)
 
     def target_ids(self, texts: list[str], max_length: int) -> None:
         """None: the decoder reconstructs the encoder's own tokens."""

@@ -31,9 +31,11 @@ from torch.nn import functional as F
 from vaecli.config import VAEConfig, family_problems, fill_family_defaults
 from vaecli.errors import ModelDirError
 from vaecli.modeling.family import DecodeState, Dims, Family
-from vaecli.modeling.layout import CONFIG_NAME, WEIGHTS_NAME
+from vaecli.modeling.layout import CONFIG_NAME, PRIOR_NAME, WEIGHTS_NAME
+from vaecli.modeling.pooling import Pooler
+from vaecli.modeling.prior import AggregatePrior
 
-__all__ = ["VAEModel", "VAEOutput", "DecodeState", "Dims", "masked_pool", "kl_per_dim", "free_bits_kl", "log_normal"]
+__all__ = ["VAEModel", "VAEOutput", "DecodeState", "Dims", "kl_per_dim", "free_bits_kl", "log_normal"]
 
 
 FORMAT_VERSION = 2  # 2: a "family" key and the causal family; 1 (encoder-decoder only) still loads
@@ -57,15 +59,6 @@ class VAEOutput:
     logits: torch.Tensor
     rec_per_sentence: torch.Tensor
     kl_per_sentence: torch.Tensor
-
-
-def masked_pool(states: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
-    """Mean or max of `states` (B, T, H) over positions where `mask` (B, T) is 1; padding never counts."""
-    keep = mask.to(torch.bool).unsqueeze(-1)
-    if how == "mean":
-        total = states.masked_fill(~keep, 0.0).sum(dim=1)
-        return total / keep.sum(dim=1).clamp(min=1).to(states.dtype)
-    return states.masked_fill(~keep, torch.finfo(states.dtype).min).max(dim=1).values
 
 
 def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -104,6 +97,8 @@ class VAEModel(nn.Module):
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.decoder_tokenizer = decoder_tokenizer if decoder_tokenizer is not None else tokenizer
+        self.aggregate_prior: AggregatePrior | None = None
+        """The training set's aggregate posterior, when the model directory has one (modeling.prior)."""
         self.family = family_for(backbone, self.decoder_tokenizer)
         config = dataclasses.replace(config)  # the caller's config stays as given
         fill_family_defaults(config, self.family.name)
@@ -120,8 +115,9 @@ class VAEModel(nn.Module):
         self.input_pad_id = int(enc_pad) if enc_pad is not None else self.pad_id
         """Padding of the encoder's inputs (its own tokenizer's; `pad_id` pads the decoder's)."""
         d = config.latent_dim
-        self.to_mu = nn.Linear(dims.enc_hidden, d)
-        self.to_logvar = nn.Linear(dims.enc_hidden, d)
+        self.pooler = Pooler(config.layers, config.pooling, dims.enc_states, dims.enc_hidden, config.pool_queries)
+        self.to_mu = nn.Linear(self.pooler.out_dim, d)
+        self.to_logvar = nn.Linear(self.pooler.out_dim, d)
         if config.injection == "memory":
             self.to_decoder = nn.Linear(d, config.memory_slots * dims.enc_hidden)
         elif config.injection in ("prefix", "both"):
@@ -135,6 +131,7 @@ class VAEModel(nn.Module):
 
     def reset_new_parameters(self) -> None:
         """Initialise the VAE's own layers deliberately (a backbone's init scheme would not suit them)."""
+        self.pooler.reset_parameters()
         nn.init.normal_(self.to_mu.weight, std=0.02)
         nn.init.zeros_(self.to_mu.bias)
         # logvar starts well below 0 (small posterior variance, see config.init_logvar), so early z
@@ -164,9 +161,12 @@ class VAEModel(nn.Module):
 
     def posterior(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """mu and logvar of q(z|x), each (B, latent_dim)."""
-        states = self.family.encoder_states(input_ids, attention_mask)
-        pooled = masked_pool(states, attention_mask, self.config.pooling)
+        pooled = self.pooled(input_ids, attention_mask)
         return self.to_mu(pooled), self.to_logvar(pooled)
+
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The one vector per sentence that the heads read (modeling.pooling)."""
+        return self.pooler(self.family.encoder_states(input_ids, attention_mask), attention_mask)
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -217,16 +217,36 @@ class VAEModel(nn.Module):
         word_dropout > 0 (training only) replaces that fraction of the decoder's input tokens, the start
         token excepted, by padding (Bowman et al. 2016): the labels stay, so the decoder must read z.
         """
+        nll, _, logits = self._token_nll(self.decode_state(z, cache=False), target_ids, target_mask, word_dropout)
+        return nll.sum(dim=1), logits
+
+    def token_hits(self, z: torch.Tensor, target_ids: torch.Tensor, target_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced token accuracy's parts, per sentence: (target tokens that are the decoder's argmax given
+        z and the true prefix, target tokens), the end token counted."""
+        _, labels, logits = self._token_nll(self.decode_state(z, cache=False), target_ids, target_mask)
+        real = labels != -100
+        return ((logits.argmax(dim=-1) == labels) & real).sum(dim=1), real.sum(dim=1)
+
+    def unconditional_nll(self, target_ids: torch.Tensor, target_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(-log p(x) per sentence under the decoder alone, z not given; target tokens): how fluent a text is to the
+        decoder LM itself (for a causal LM with a frozen decoder, the pretrained LM's own judgement)."""
+        state = self.family.new_state(target_ids.shape[0], None, None, None, self.to_mu.weight, cache=False)
+        nll, labels, _ = self._token_nll(state, target_ids, target_mask)
+        return nll.sum(dim=1), (labels != -100).sum(dim=1)
+
+    def _token_nll(self, state: DecodeState, target_ids: torch.Tensor, target_mask: torch.Tensor,
+                   word_dropout: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(NLL of each target token (B, T), 0 at padding; labels, -100 at padding; logits) for the decoder reading `state`."""
         dec_in, labels = self.targets(target_ids, target_mask)
         if word_dropout > 0:
             drop = torch.rand(dec_in.shape, device=dec_in.device) < word_dropout
             drop[:, 0] = False
             dec_in = dec_in.masked_fill(drop, self.pad_id)
-        logits = self.decoder_logits(self.decode_state(z, cache=False), dec_in)
+        logits = self.decoder_logits(state, dec_in)
         # Flattened (rows, vocab) layout: cross-entropy over a transposed (B, V, T) view is much slower.
         flat = logits.float().reshape(-1, logits.shape[-1])
         nll = F.cross_entropy(flat, labels.reshape(-1), ignore_index=-100, reduction="none").view(labels.shape)
-        return nll.sum(dim=1), logits
+        return nll, labels, logits
 
     def forward(
         self,
@@ -325,6 +345,8 @@ class VAEModel(nn.Module):
 
         model = build_checked(make, directory / WEIGHTS_NAME, saved)
         model.load_weights(directory / WEIGHTS_NAME)
+        if (directory / PRIOR_NAME).is_file():
+            model.aggregate_prior = AggregatePrior.load(directory / PRIOR_NAME, model.config.latent_dim)
         return model.to(device).eval()
 
     def load_weights(self, path: Path) -> None:

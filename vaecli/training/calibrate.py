@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from vaecli.modeling.vae import VAEModel, masked_pool
+from vaecli.modeling.vae import VAEModel
 
 INJECTION_SCALE = 0.1
 
@@ -38,7 +38,7 @@ def calibrate(model: VAEModel, batch: dict[str, torch.Tensor]) -> dict[str, floa
     model.eval()
     ids, mask = batch["input_ids"], batch["attention_mask"]
     target, target_mask = batch.get("target_ids", ids), batch.get("target_mask", mask)
-    pooled = masked_pool(model.family.encoder_states(ids, mask), mask, model.config.pooling).float()
+    pooled = model.pooled(ids, mask).float()
     mu = model.to_mu(pooled)
     std, mean = mu.std(dim=0).clamp(min=1e-6), mu.mean(dim=0)
     model.to_mu.weight.div_(std.unsqueeze(1))

@@ -36,6 +36,7 @@ from vaecli.modeling.layout import (
     LOCK_NAME,
     METRICS_NAME,
     PHASE1_DIR,
+    PRIOR_NAME,
     TRAINER_STATE_NAME,
     TRAINING_NAME,
     WEIGHTS_NAME,
@@ -160,6 +161,7 @@ class RunDir:
         if not self.main:
             return
         directory = self.path / PHASE1_DIR if phase1 else self.path
+        (directory / PRIOR_NAME).unlink(missing_ok=True)  # fitted to other weights: refitted at the end of the run
         try:
             model.save_pretrained(directory)
         except BaseException as e:
@@ -167,6 +169,11 @@ class RunDir:
             if is_disk_full(e):
                 raise disk_full(directory / WEIGHTS_NAME) from None
             raise
+
+    def save_prior(self, prior: Any) -> None:
+        """The aggregate posterior of the kept model (modeling.prior), beside its weights."""
+        if self.main:
+            prior.save(self.path / PRIOR_NAME)
 
     def write_training(self, record: dict[str, Any]) -> None:
         """training.json: the run's resolved settings, seed and versions."""

@@ -24,6 +24,7 @@ from vaecli.modeling.vae import VAEModel
 from vaecli.training.checkpoint import restore, save_checkpoint
 from vaecli.training.data import Batches, delete_tokens
 from vaecli.training.diagnose import Keeper, collapse_warning
+from vaecli.training.prior import fit_aggregate_prior
 from vaecli.training.schedule import beta_at
 from vaecli.training.setup import Event, Run, start_run, versions
 from vaecli.training.validation import validate
@@ -62,6 +63,9 @@ def finetune(cfg: TrainConfig, on_event: Callable[[Event], None] | None = None, 
                     run.run_dir.save_model(run.model, phase1=True)
         finally:
             run.stop.uninstall()
+        if run.accelerator.is_main_process and len(run.train_data) >= 2:
+            kept = VAEModel.from_pretrained(run.run_dir.path) if run.keeper.kept is not None else run.model.eval()
+            run.run_dir.save_prior(fit_aggregate_prior(kept, run.train_data, run.cfg.seed))
         run.run_dir.write_training(training_record(run))
         if run.keeper.kept is not None:
             run.emit("kept", **run.keeper.kept)

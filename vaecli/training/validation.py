@@ -1,6 +1,7 @@
 """Validation during training: the cheap metrics that show progress and collapse, on all processes.
 
-Rec, KL, -ELBO (one z sample), AU, MI and the z-shuffle gap over the whole validation set. With
+Rec, KL, -ELBO (one z sample), AU, MI, the z-shuffle gap and the teacher-forced token accuracy from mu
+over the whole validation set. With
 several processes each takes every N-th batch and the per-sentence results are gathered, so AU and
 MI see all encodings. Each batch's z noise is seeded by its index: the numbers do not depend on the
 number of processes. (`vae evaluate` computes the full, more expensive set.)
@@ -34,7 +35,9 @@ def validate(model: VAEModel, data: Corpus, batch_size: int, seed: int, accelera
             out = model(batch["input_ids"], batch["attention_mask"], target, target_mask, generator=generator)
             # Each sentence decoded from its neighbour's z: near 0 gap = the decoder ignores z.
             shuffled, _ = model.reconstruction_nll(out.z.roll(1, dims=0), target, target_mask)
-        results.append((rows, out.rec_per_sentence.float().cpu(), out.kl_per_sentence.cpu(), shuffled.float().cpu(), out.mu.cpu(), out.logvar.cpu()))
+            hits, tokens = model.token_hits(out.mu, target, target_mask)
+        results.append((rows, out.rec_per_sentence.float().cpu(), out.kl_per_sentence.cpu(), shuffled.float().cpu(), out.mu.cpu(), out.logvar.cpu(),
+                        hits.cpu(), tokens.cpu()))
     model.train()
     if acc.num_processes > 1:
         from accelerate.utils import gather_object
@@ -43,9 +46,11 @@ def validate(model: VAEModel, data: Corpus, batch_size: int, seed: int, accelera
     n, d = len(data), model.config.latent_dim
     rec, kl, rec_shuffled = torch.zeros(n), torch.zeros(n), torch.zeros(n)
     mu, logvar = torch.zeros(n, d), torch.zeros(n, d)
-    for rows, r, k, sh, m, lv in results:
+    hits = tokens = 0
+    for rows, r, k, sh, m, lv, h, t in results:
         rec[rows], kl[rows], mu[rows], logvar[rows] = r, k, m, lv
         rec_shuffled[rows] = sh if len(rows) > 1 else r
+        hits, tokens = hits + int(h.sum()), tokens + int(t.sum())
     return {
         "rec": float(rec.mean()),
         "kl": float(kl.mean()),
@@ -53,4 +58,5 @@ def validate(model: VAEModel, data: Corpus, batch_size: int, seed: int, accelera
         "au": active_units(mu),
         "mi": mutual_information(mu, logvar, torch.Generator().manual_seed(seed)),
         "gap": float((rec_shuffled - rec).mean()),
+        "acc": hits / max(tokens, 1),
     }

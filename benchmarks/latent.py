@@ -1,0 +1,167 @@
+"""What makes the latent carry the words (issue 17): levers of the default pair at equal wall-clock, one table.
+
+    python benchmarks/latent.py --minutes 15 --data wordnet              # every variant
+    python benchmarks/latent.py --minutes 15 --data austen --only "today,best"
+    python benchmarks/latent.py --minutes 15 --jobs 2                    # two training runs at a time, 1 thread each
+
+"Equal wall-clock" as the project defines it: every variant's steps/s is measured first, side by side
+in this process on an idle machine (--probe steps of each phase it trains, --threads threads), then
+each trains for the steps that --minutes buy at its own speed. Quality depends on the steps, not on
+the load, so the training runs may then go on two at a time (--jobs 2, one thread each) without
+changing a number in the table. Each model is evaluated on the first --eval valid sentences (greedy
+from mu): Rec, z-shuffle gap, teacher-forced token accuracy, BLEU, exact match, the fluency of the
+reconstructions against the inputs' (NLL per token under the decoder alone), and --samples prior
+samples from the aggregate posterior and from N(0, I) (fluency, share that never ended, distinct-2).
+Every variant's JSON line (with ten reconstructions and five samples of each prior) is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+# Today's defaults spelled out (latent 32, z from the last MiniLM layer, new layers at 10x the learning
+# rate), so the table reproduces after the defaults change. Each variant changes what it names.
+TODAY = dict(latent_dim=32, layers="last", pooling="mean", new_lr_scale=10.0, prefix_slots=8)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "today's default (latent 32, last layer, new layers x10)": dict(TODAY),
+    "latent 64": dict(TODAY, latent_dim=64),
+    "latent 128": dict(TODAY, latent_dim=128),
+    "latent 256": dict(TODAY, latent_dim=256),
+    "latent 128, mean of all layers": dict(TODAY, latent_dim=128, layers="mean"),
+    "latent 128, learned mix of all layers": dict(TODAY, latent_dim=128, layers="mix"),
+    "latent 128, mean of all layers, attention pooling (4 queries)": dict(TODAY, latent_dim=128, layers="mean", pooling="attention"),
+    "latent 128, mean of all layers, new layers x3": dict(TODAY, latent_dim=128, layers="mean", new_lr_scale=3.0),
+    "latent 256, mean of all layers, new layers x3": dict(TODAY, latent_dim=256, layers="mean", new_lr_scale=3.0),
+    "latent 256, mean of all layers, new layers x1": dict(TODAY, latent_dim=256, layers="mean", new_lr_scale=1.0),
+    "latent 256, mean of all layers, new layers x3, bag-of-words 1": dict(TODAY, latent_dim=256, layers="mean", new_lr_scale=3.0, bow=1.0),
+    "latent 256, mean of all layers, new layers x3, 20% of the time in phase 2 (free bits 0.5)":
+        dict(TODAY, latent_dim=256, layers="mean", new_lr_scale=3.0, free_bits=0.5, phase2_share=0.2),
+}
+PAIR = ("He was tapping his fingers on the table impatiently", "The motor burns cleanly")
+
+
+def config(name: str, steps1: int, steps2: int, data: Path, threads: int, valid: int, out: str) -> Any:
+    from vaecli.config import TrainConfig
+
+    settings = {k: v for k, v in VARIANTS[name].items() if k != "phase2_share"}
+    both = steps2 > 0
+    return TrainConfig(train_file=str(data / "train.txt"), valid_file=str(data / "valid.txt"), out=out, phase="both" if both else "1",
+                       phase1_steps=steps1, phase2_steps=steps2, valid_every=10**6, save_every=10**6, valid_size=valid,
+                       threads=threads, **settings)
+
+
+def probe(name: str, steps: int, data: Path, threads: int) -> dict[str, float]:
+    """Steps/s of each phase the variant trains, measured here."""
+    from vaecli.training.trainer import finetune
+
+    with tempfile.TemporaryDirectory() as tmp:
+        share = VARIANTS[name].get("phase2_share", 0.0)
+        out = finetune(config(name, steps, steps if share else 0, data, threads, 8, str(Path(tmp) / "probe")))
+        return json.loads((out / "training.json").read_text())["resolved"]["steps_per_second"]
+
+
+def job(name: str, steps1: int, steps2: int, data: Path, threads: int, n_eval: int, samples: int, out: Path) -> dict[str, Any]:
+    """Train one variant, evaluate it, return its row (run in a subprocess of its own)."""
+    import torch
+
+    from vaecli.api import TextVAE
+    from vaecli.evaluation.evaluate import evaluate
+    from vaecli.evaluation.fluency import generated_quality
+    from vaecli.files.text import read_lines
+    from vaecli.inference.latent import prior
+    from vaecli.training.trainer import finetune
+
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    finetune(config(name, steps1, steps2, data, threads, n_eval, str(out)))
+    seconds = time.perf_counter() - started
+    vae = TextVAE.from_pretrained(out)
+    texts = read_lines(path=str(data / "valid.txt")).texts[:n_eval]
+    m = evaluate(vae, texts, iw_samples=1, samples=samples, seed=0)
+    standard_texts, standard = generated_quality(vae, prior(vae, samples, seed=0), no_repeat_ngram=4)
+    aggregate_texts = vae.sample(5, seed=0)
+    path = vae.interpolate(*PAIR, steps=5)
+    return {"variant": name, "steps": [steps1, steps2], "train_seconds": round(seconds), **m,
+            **{f"standard_{k}": v for k, v in standard.items()},
+            "examples": list(zip(texts[:10], vae.decode(vae.encode(texts[:10])))), "interpolation": path,
+            "aggregate_samples": aggregate_texts, "standard_samples": standard_texts[:5]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=15)
+    parser.add_argument("--threads", type=int, default=2, help="threads of the speed probe (the idle machine's cores)")
+    parser.add_argument("--jobs", type=int, default=1, help="training runs at a time (each with threads / jobs threads)")
+    parser.add_argument("--data", default="wordnet")
+    parser.add_argument("--eval", type=int, default=300)
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--probe", type=int, default=8)
+    parser.add_argument("--only", default="", help="comma-separated variant names (prefixes)")
+    parser.add_argument("--speeds", default="", help="a JSON file of steps/s per variant from an earlier probe (skips the probe)")
+    parser.add_argument("--job", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--steps", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--out", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    data = DATA / args.data
+    if args.job:  # one training run, in its own process
+        s1, s2 = map(int, args.steps.split(","))
+        print(json.dumps(job(args.job, s1, s2, data, args.threads, args.eval, args.samples, Path(args.out))), flush=True)
+        return
+
+    chosen = [n for n in VARIANTS if not args.only or any(n.startswith(o.strip()) for o in args.only.split(","))]
+    speeds = json.loads(Path(args.speeds).read_text()) if args.speeds else {}
+    for name in chosen:
+        if name not in speeds:
+            speeds[name] = probe(name, args.probe, data, args.threads)
+            print(json.dumps({"probe": name, "steps_per_s": speeds[name]}), flush=True)
+    plans = {}
+    for name in chosen:
+        share = VARIANTS[name].get("phase2_share", 0.0)
+        seconds = args.minutes * 60
+        s1 = max(3, int(speeds[name]["phase1"] * seconds * (1 - share)))
+        s2 = int(speeds[name].get("phase2", 0) * seconds * share)
+        plans[name] = (s1, s2)
+    threads = max(1, args.threads // args.jobs)
+
+    def run(name: str) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, __file__, "--job", name, "--steps", ",".join(map(str, plans[name])), "--data", args.data,
+                   "--threads", str(threads), "--eval", str(args.eval), "--samples", str(args.samples), "--out", str(Path(tmp) / "run")]
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if done.returncode != 0:
+                return {"variant": name, "error": done.stderr[-2000:]}
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            print(json.dumps(row), flush=True)
+            return row
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        rows = list(pool.map(run, chosen))
+    print(f"\nMiniLM + SmolLM2 on {args.data}, {args.minutes:g} minutes of {args.threads} idle thread(s) per variant (steps from the "
+          f"side-by-side probe), first {args.eval} valid sentences, greedy from mu; samples: {args.samples} greedy decodes of prior draws\n")
+    print("| variant | steps | Rec | gap | token acc | BLEU | exact | fluency: inputs / reconstructions | aggregate-prior samples: "
+          "fluency / never ended / distinct-2 | N(0, I) samples: fluency / never ended |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['variant']} | failed: {r['error'].strip().splitlines()[-1][:80]} |")
+            continue
+        steps = f"{r['steps'][0]}" + (f" + {r['steps'][1]}" if r["steps"][1] else "")
+        print(f"| {r['variant']} | {steps} | {r['rec']:.1f} | {r['shuffle_gap']:.1f} | {r['token_accuracy']:.1%} | {r['bleu']:.1f} | "
+              f"{r['exact_match']:.1%} | {r['fluency_inputs']:.2f} / {r['fluency_reconstructions']:.2f} | {r['sample_fluency']:.2f} / "
+              f"{r['sample_at_limit']:.0%} / {r['sample_distinct2']:.2f} | {r['standard_fluency']:.2f} / {r['standard_at_limit']:.0%} |")
+
+
+if __name__ == "__main__":
+    main()
