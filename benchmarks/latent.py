@@ -43,11 +43,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "latent 128, mean of all layers, attention pooling (4 queries)": dict(TODAY, latent_dim=128, layers="mean", pooling="attention"),
     "latent 128, mean of all layers, new layers x3": dict(TODAY, latent_dim=128, layers="mean", new_lr_scale=3.0),
     "latent 256, mean of all layers, new layers x3": dict(TODAY, latent_dim=256, layers="mean", new_lr_scale=3.0),
+    "latent 512, mean of all layers, new layers x3": dict(TODAY, latent_dim=512, layers="mean", new_lr_scale=3.0),
     "latent 256, mean of all layers, new layers x1": dict(TODAY, latent_dim=256, layers="mean", new_lr_scale=1.0),
     "latent 256, mean of all layers, new layers x3, bag-of-words 1": dict(TODAY, latent_dim=256, layers="mean", new_lr_scale=3.0, bow=1.0),
     "latent 256, mean of all layers, new layers x3, 20% of the time in phase 2 (free bits 0.5)":
         dict(TODAY, latent_dim=256, layers="mean", new_lr_scale=3.0, free_bits=0.5, phase2_share=0.2),
 }
+WARM = 3  # probe steps left out of the speed
 PAIR = ("He was tapping his fingers on the table impatiently", "The motor burns cleanly")
 
 
@@ -62,13 +64,20 @@ def config(name: str, steps1: int, steps2: int, data: Path, threads: int, valid:
 
 
 def probe(name: str, steps: int, data: Path, threads: int) -> dict[str, float]:
-    """Steps/s of each phase the variant trains, measured here."""
+    """Steady steps/s of each phase the variant trains, measured here: over the phase's steps after its first
+    WARM ones (the first steps pay for allocations and kernel set-up, which a long run does not)."""
     from vaecli.training.trainer import finetune
+
+    times: dict[int, list[float]] = {}
+
+    def clock(event: dict[str, Any]) -> None:
+        if event["kind"] == "step":
+            times.setdefault(event["phase"], []).append(time.perf_counter())
 
     with tempfile.TemporaryDirectory() as tmp:
         share = VARIANTS[name].get("phase2_share", 0.0)
-        out = finetune(config(name, steps, steps if share else 0, data, threads, 8, str(Path(tmp) / "probe")))
-        return json.loads((out / "training.json").read_text())["resolved"]["steps_per_second"]
+        finetune(config(name, steps, steps if share else 0, data, threads, 8, str(Path(tmp) / "probe")), clock)
+    return {f"phase{p}": (len(t) - 1 - WARM) / (t[-1] - t[WARM]) for p, t in times.items()}
 
 
 def job(name: str, steps1: int, steps2: int, data: Path, threads: int, n_eval: int, samples: int, out: Path) -> dict[str, Any]:
@@ -106,7 +115,7 @@ def main() -> None:
     parser.add_argument("--data", default="wordnet")
     parser.add_argument("--eval", type=int, default=300)
     parser.add_argument("--samples", type=int, default=100)
-    parser.add_argument("--probe", type=int, default=8)
+    parser.add_argument("--probe", type=int, default=12)
     parser.add_argument("--only", default="", help="comma-separated variant names (prefixes)")
     parser.add_argument("--speeds", default="", help="a JSON file of steps/s per variant from an earlier probe (skips the probe)")
     parser.add_argument("--job", default="", help=argparse.SUPPRESS)

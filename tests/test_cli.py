@@ -222,7 +222,7 @@ def test_encode_sample_seed_and_logvar(trained, vae, mu):
 def test_encode_stdout_carries_only_data(trained, vae):
     """Warnings (blank lines, truncation) go to stderr; stdout is exactly the vectors."""
     long = " ".join(["the old man said it was a long day"] * 10)  # > max_length (64) tokens
-    result = invoke("encode", "a dog", "", long, "  ", model=trained)
+    result = invoke("encode", model=trained, input=f"a dog\n\n{long}\n  \n")  # (a blank argument is refused: test_bad_input)
     ok(result)
     texts = ["a dog", long]
     assert result.stdout_bytes == vectors_bytes(vae.encode(texts), texts, "jsonl", key="mu")

@@ -50,26 +50,34 @@ class TextVAE(VAEModel):
         decoded; sampling draws from one seeded stream across all of them."""
         return infer.decode_batches(self, vectors, **decode_args)
 
-    def prior(self, n: int, temperature: float = 1.0, seed: int | None = None, kind: PriorKind = "aggregate") -> np.ndarray:
+    def prior(self, n: int, temperature: float = 1.0, seed: int | np.random.Generator | None = None, kind: PriorKind = "aggregate") -> np.ndarray:
         """n draws of z: from the training sentences' aggregate posterior (`aggregate`, when the model directory
         has one; else N(0, I)), or from N(0, I) (`standard`); temperature t scales the spread."""
         if kind == "aggregate" and self.aggregate_prior is not None:
             return self.aggregate_prior.draw(n, temperature, seed)
         return infer.prior(self, n, temperature, seed)
 
+    def prior_batches(self, n: int, temperature: float = 1.0, seed: int | None = None, kind: PriorKind = "aggregate",
+                      batch: int = infer.BATCH) -> Iterator[np.ndarray]:
+        """prior() in pieces of at most `batch` draws, the same draws as at once: memory stays bounded for any n."""
+        rng = np.random.default_rng(seed)
+        for start in range(0, n, batch):
+            yield self.prior(min(batch, n - start), temperature, rng, kind)
+
     def sample(self, n: int = 1, temperature: float = 1.0, seed: int | None = None, prior: PriorKind = "aggregate",
                no_repeat_ngram: int = SAMPLE_NO_REPEAT_NGRAM, **decode_args: Any) -> list[str]:
         """n sentences decoded from draws of the prior (see prior()), none repeating 4 tokens of its own (no_repeat_ngram=0: off)."""
         return self.decode(self.prior(n, temperature, seed, prior), no_repeat_ngram=no_repeat_ngram, seed=seed, **decode_args)
 
-    def path(self, a: str, b: str, steps: int = 5, slerp: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(t, vectors): `steps` points from a's encoding to b's, both ends exactly included."""
+    def path(self, a: str, b: str, steps: int = 5, slerp: bool = False, batch: int = infer.BATCH) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(t, vectors) in pieces of at most `batch` of the `steps` points from a's encoding to b's, both ends exactly included."""
         mu = self.encode([a, b])
-        return infer.path(mu[0], mu[1], steps, slerp)
+        for start in range(0, steps, batch):
+            yield infer.path(mu[0], mu[1], steps, slerp, start, start + batch)
 
     def interpolate(self, a: str, b: str, steps: int = 5, slerp: bool = False, **decode_args: Any) -> list[str]:
         """Sentences along the path from a's encoding to b's (both ends included)."""
-        return self.decode(self.path(a, b, steps, slerp)[1], **decode_args)
+        return [text for texts in self.decode_stream((points for _, points in self.path(a, b, steps, slerp)), **decode_args) for text in texts]
 
     def paraphrase(self, text: str, n: int = 5, scale: float = 1.0, seed: int | None = None, **decode_args: Any) -> list[str]:
         """Up to n distinct sentences from around text's posterior, text itself left out."""

@@ -14,11 +14,14 @@ any weights load.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from vaecli.errors import ConfigError
 
+CORPUS_FORMATS = ("txt", "csv", "tsv", "jsonl", "json", "parquet", "disk", "hub")
+"""What a corpus can be (files.corpus reads them): disk is a `datasets.save_to_disk` folder, hub a hub dataset name."""
 Pooling = Literal["mean", "max", "attention"]
 Layers = Literal["last", "mean", "mix"]
 Injection = Literal["memory", "prefix", "embedding", "both"]
@@ -95,6 +98,12 @@ def _check(problems: list[str]) -> None:
         raise ConfigError("; ".join(problems))
 
 
+def _not_finite(settings: Any) -> list[str]:
+    """A float setting that is nan or infinite (`--lr nan` parses as a float): refused, naming its option."""
+    return [f"{flag_of(f.name)} must be a finite number, got {value}" for f in dataclasses.fields(settings)
+            if isinstance(value := getattr(settings, f.name), float) and not math.isfinite(value)]
+
+
 @dataclass
 class ModelSettings:
     """The VAE's architecture: what `vae finetune` builds and config.json records."""
@@ -154,7 +163,7 @@ class VAEConfig(ModelSettings):
                                            "the backbone freshly initialised at warm-start, e.g. BERT2BERT cross-attention).", cli=False)
 
     def __post_init__(self) -> None:
-        _check(self._model_problems())
+        _check(_not_finite(self) + self._model_problems())
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -174,9 +183,15 @@ class VAEConfig(ModelSettings):
 class TrainConfig(ModelSettings):
     """One `vae finetune` run. Saved, resolved, in training.json."""
 
-    train_file: str = setting("", "Training sentences, one per line.", flag="TRAIN_FILE")
-    valid_file: str | None = setting(None, "Validation sentences (default: hold out 5% of TRAIN_FILE, at most --valid-size).",
-                                     flag="--valid")
+    train_file: str = setting("", "Training sentences: a text file (one per line), CSV / TSV, JSON lines / JSON, Parquet, a "
+                                  "datasets.save_to_disk folder, or with the hub a dataset name.", flag="TRAIN_FILE")
+    valid_file: str | None = setting(None, "Validation sentences, in the same format (default: hold out 5% of TRAIN_FILE, at most "
+                                           "--valid-size).", flag="--valid")
+    data_format: str | None = setting(None, "Format of TRAIN_FILE and --valid: txt, csv, tsv, jsonl, json, parquet, disk (a "
+                                            "save_to_disk folder) or hub (a dataset name); default: from the extension.", flag="--format")
+    column: str | None = setting(None, "The column that holds the sentences (nested JSON keys as a.b); default: the one text column.")
+    split: str = setting("train", "Split of a hub dataset or of a save_to_disk dataset dictionary.")
+    data_config: str | None = setting(None, "Configuration of a hub dataset.", flag="--config")
     model: str | None = setting(None, "An encoder-decoder backbone: minilm (embedded, as a BERT2BERT), a hub name (t5-small), a local "
                                       "directory; or a phase-1 output of either family. Excludes --encoder / --decoder.", short="-m")
     encoder: str | None = setting(None, f"Sentence encoder of an encoder + causal-LM VAE: {EMBEDDED_ENCODER} (embedded "
@@ -218,7 +233,11 @@ class TrainConfig(ModelSettings):
     threads: int = setting(0, "torch threads (0 = torch's default).")
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = _not_finite(self)
+        if problems:  # a nan passes every comparison below: report only this
+            _check(problems)
+        if self.data_format is not None and self.data_format not in CORPUS_FORMATS:
+            problems.append(f"--format must be one of {', '.join(CORPUS_FORMATS)}, not {self.data_format!r}")
         if self.phase not in get_args(Phase):
             problems.append(f"--phase must be both, 1 or 2, got {self.phase!r}")
         for name in ("phase1_steps", "phase2_steps"):
@@ -246,6 +265,13 @@ class TrainConfig(ModelSettings):
             problems.append("--lr must be > 0")
         if not 0.0 <= self.warmup < 1.0:
             problems.append("--warmup must be in [0, 1)")
+        if self.clip < 0:
+            problems.append("--clip must be >= 0 (0 = off)")
+        if self.weight_decay < 0:
+            problems.append("--weight-decay must be >= 0")
+        for name in ("phase1_epochs", "phase2_epochs"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                problems.append(f"--{name.replace('_', '-')} must be > 0")
         for name in ("valid_every", "save_every"):
             if getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be >= 1")

@@ -8,6 +8,7 @@ only. Nothing heavy is imported here, so a bad option or file fails at once, bef
 from __future__ import annotations
 
 import errno
+import math
 import os
 import sys
 from contextlib import contextmanager
@@ -22,11 +23,18 @@ from vaecli.errors import EXIT_ERROR, EXIT_INTERRUPTED, InputError, ModelDirErro
 READ_CHUNK = 1024  # lines a streaming command reads, processes and writes at a time
 FLAG = ""  # metavar of on/off flags: rich help would otherwise show them taking a <bool> value
 
+def finite(value: float | None) -> float | None:
+    """A float option's check: nan and inf parse as floats and pass min/max ranges, but mean nothing here."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, not {value}")
+    return value
+
+
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model directory \\[default: $VAE_MODEL, else ./vae-model].")]
 BeamOpt = Annotated[int, typer.Option(min=1, help="Beam width (1 = greedy).")]
 SampleOpt = Annotated[bool, typer.Option("--sample", metavar=FLAG, help="Sample tokens (nucleus) instead of greedy/beam decoding.")]
-TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus mass when sampling.")]
-TempOpt = Annotated[float, typer.Option(min=0.0, help="Softmax temperature when sampling.")]
+TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, callback=finite, help="Nucleus mass when sampling.")]
+TempOpt = Annotated[float, typer.Option(min=0.0, callback=finite, help="Softmax temperature when sampling.")]
 NoRepeatOpt = Annotated[int, typer.Option("--no-repeat-ngram", min=0, help="Never repeat a sequence of this many tokens within a sentence (0 = off).")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="Random seed (makes sampling reproducible).")]
 
@@ -120,6 +128,14 @@ def report_blank(blank: int) -> None:
         err(f"skipped {blank} blank line(s)")
 
 
+def check_sentences(**arguments: str) -> None:
+    """Sentences given as arguments must have words: each is refused, by name, when empty or blank (in files
+    and on stdin a blank line is skipped and counted; an argument is one sentence by intent)."""
+    for name, text in arguments.items():
+        if not text.strip():
+            raise InputError(f"{name} is {'empty' if not text else 'blank'}: give a sentence")
+
+
 def read_sentences(path: Path) -> list[str]:
     """A file's sentences (blank lines skipped and counted on stderr); refuses a file with none."""
     from vaecli.files.text import read_lines
@@ -141,6 +157,7 @@ class SentenceChunks:
 
         if texts == ["-"] and input_file is None:  # a lone `-` means stdin, as in every Unix tool
             texts = []
+        check_sentences(**{f"argument {i}": text for i, text in enumerate(texts, start=1)})
         self.input_file = input_file
         self.blank = 0
         self._pieces = stream_lines(texts, str(input_file) if input_file else None, sys.stdin.buffer, READ_CHUNK)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vaecli.cli.common import FLAG, ModelOpt, handled, load_model, read_sentences
+from vaecli.cli.common import FLAG, ModelOpt, err, handled, load_model, read_sentences
 from vaecli.cli.progress import StageProgress
 from vaecli.errors import InputError
 
@@ -45,6 +45,8 @@ def evaluate(
         with StageProgress() as progress:
             result = run(vae, texts, iw_samples=iw_samples, batch_size=batch_size, seed=seed, bleu=not no_bleu, bf16=bf16, progress=progress,
                          samples=samples)
+        if result["mi"] is None:
+            err("note: MI, AU and the z-shuffle gap compare sentences: with 1 sentence they are not computable (n/a)")
         if as_json or not sys.stdout.isatty():
             print(json.dumps(result))
             return

@@ -29,14 +29,12 @@ def finetune(**values: Any) -> None:
     given = {name for name in values if (source := ctx.get_parameter_source(name)) is not None and source.name == "COMMANDLINE"}
     with handled():
         from vaecli.config import TrainConfig
-        from vaecli.files.text import check_text_file
+        from vaecli.files.corpus import check_corpora
         from vaecli.modeling.hub import check_backbone_name
 
         # Options, files and the backbone's name are checked before torch and transformers load (seconds).
         cfg = TrainConfig(**values)
-        for path in (cfg.train_file, cfg.valid_file):
-            if path:
-                check_text_file(path)
+        check_corpora([cfg.train_file, cfg.valid_file], cfg.data_format)
         if not resume:
             names = {"--model": cfg.model} if cfg.model is not None else {"--encoder": cfg.encoder, "--decoder": cfg.decoder}
             for option, name in names.items():

@@ -23,7 +23,9 @@ from vaecli.cli.common import (
     TempOpt,
     TopPOpt,
     check_format,
+    check_sentences,
     err,
+    finite,
     handled,
     load_model,
     out_lines,
@@ -32,6 +34,8 @@ from vaecli.cli.common import (
 )
 from vaecli.config import SAMPLE_NO_REPEAT_NGRAM
 from vaecli.errors import InputError
+
+MAX_STEPS = 1_000_000  # interpolate --steps: streamed a batch at a time, so only patience bounds it
 
 
 def encode(
@@ -122,7 +126,7 @@ def decode(
 
 def sample(
     n: Annotated[int, typer.Option("-n", min=1, help="How many sentences.")] = 10,
-    scale: Annotated[float, typer.Option("--scale", "-t", min=0.0, help="Prior scale t: the prior's spread times t.")] = 1.0,
+    scale: Annotated[float, typer.Option("--scale", "-t", min=0.0, callback=finite, help="Prior scale t: the prior's spread times t.")] = 1.0,
     prior: Annotated[str, typer.Option(help="aggregate (a Gaussian fitted to the training sentences' encodings, saved with the model) "
                                             "or standard (N(0, I)).")] = "aggregate",
     beam: BeamOpt = 1, sample_tokens: SampleOpt = False, top_p: TopPOpt = 1.0, temperature: TempOpt = 1.0,
@@ -135,7 +139,7 @@ def sample(
         vae = load_model(model)
         if prior == "aggregate" and vae.aggregate_prior is None:
             err("note: this model has no aggregate prior (prior.safetensors; models trained before vaecli 0.2): sampling from N(0, I)")
-        for texts in vae.decode_stream([vae.prior(n, scale, seed, prior)], beam=beam, sample=sample_tokens, top_p=top_p,
+        for texts in vae.decode_stream(vae.prior_batches(n, scale, seed, prior), beam=beam, sample=sample_tokens, top_p=top_p,
                                        temperature=temperature, seed=seed, no_repeat_ngram=no_repeat_ngram):
             out_lines(texts)
 
@@ -143,15 +147,16 @@ def sample(
 def interpolate(
     a: Annotated[str, typer.Argument(metavar="A", help="Start sentence.")],
     b: Annotated[str, typer.Argument(metavar="B", help="End sentence.")],
-    steps: Annotated[int, typer.Option(min=2, help="Points on the path, both ends included.")] = 5,
+    steps: Annotated[int, typer.Option(min=2, max=MAX_STEPS, help="Points on the path, both ends included.")] = 5,
     slerp: Annotated[bool, typer.Option("--slerp", metavar=FLAG, help="Spherical instead of linear path.")] = False,
     beam: BeamOpt = 1, model: ModelOpt = None,
 ) -> None:
     """Decode a path through latent space from A's encoding to B's."""
     with handled():
+        check_sentences(A=a, B=b)
         vae = load_model(model)
-        t, points = vae.path(a, b, steps, slerp)
-        batches = vae.decode_stream([points], beam=beam)
+        pieces = list(vae.path(a, b, steps, slerp)) if sys.stdout.isatty() else vae.path(a, b, steps, slerp)
+        batches = vae.decode_stream((points for _, points in pieces), beam=beam)
         if not sys.stdout.isatty():
             for texts in batches:
                 out_lines(texts)
@@ -160,7 +165,7 @@ def interpolate(
         from rich.table import Table
 
         table = Table("t", "sentence")
-        for ti, text in zip(t, (text for texts in batches for text in texts)):
+        for ti, text in zip((ti for t, _ in pieces for ti in t), (text for texts in batches for text in texts)):
             table.add_row(f"{ti:.2f}", text)
         Console(emoji=False).print(table)
 
@@ -168,12 +173,13 @@ def interpolate(
 def paraphrase(
     text: Annotated[str, typer.Argument(metavar="TEXT", help="The sentence.")],
     n: Annotated[int, typer.Option("-n", min=1, help="How many paraphrases (at most).")] = 5,
-    scale: Annotated[float, typer.Option(min=0.0, help="Scale of the posterior's standard deviation.")] = 1.0,
+    scale: Annotated[float, typer.Option(min=0.0, callback=finite, help="Scale of the posterior's standard deviation.")] = 1.0,
     beam: BeamOpt = 1, sample_tokens: SampleOpt = False, top_p: TopPOpt = 1.0, temperature: TempOpt = 1.0,
     no_repeat_ngram: NoRepeatOpt = 0, seed: SeedOpt = None, model: ModelOpt = None,
 ) -> None:
     """Distinct sentences decoded from around TEXT's posterior (TEXT itself left out)."""
     with handled():
+        check_sentences(TEXT=text)
         vae = load_model(model)
         found = vae.paraphrase(text, n, scale=scale, seed=seed, beam=beam, sample=sample_tokens, top_p=top_p, temperature=temperature,
                                no_repeat_ngram=no_repeat_ngram)
@@ -186,11 +192,12 @@ def steer(
     text: Annotated[str, typer.Argument(metavar="TEXT", help="The sentence to move.")],
     source: Annotated[Path, typer.Option("--from", help="Sentences with the attribute to move away from.")],
     target: Annotated[Path, typer.Option("--to", help="Sentences with the attribute to move towards.")],
-    alpha: Annotated[float, typer.Option(help="How far along mean(to) - mean(from).")] = 1.0,
+    alpha: Annotated[float, typer.Option(callback=finite, help="How far along mean(to) - mean(from).")] = 1.0,
     beam: BeamOpt = 1, model: ModelOpt = None,
 ) -> None:
     """Move TEXT along the direction from the mean encoding of --from to that of --to."""
     with handled():
+        check_sentences(TEXT=text)
         src, dst = read_sentences(source), read_sentences(target)
         vae = load_model(model)
         out_lines([vae.steer(text, src, dst, alpha, beam=beam)])
@@ -202,5 +209,6 @@ def analogy(
 ) -> None:
     """A is to B as C is to ...: decodes C + (B - A)."""
     with handled():
+        check_sentences(A=a, B=b, C=c)
         vae = load_model(model)
         out_lines([vae.analogy(a, b, c, beam=beam)])

@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 
+def number(value: float | None, digits: int = 3) -> str:
+    """A metric for a progress line: n/a when it could not be computed (one sentence has no MI, AU or gap)."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def kept_text(kept: dict[str, Any]) -> str:
     """Which validation the saved weights are: the best validation Rec (vaecli.training.diagnose.keep_score)."""
     return (f"phase {kept['phase']} step {kept['step']}, the best validation rec ({kept['rec']:.3f}; kl {kept['kl']:.3f} "
-            f"au {kept['au']}/{kept['dims']} mi {kept['mi']:.3f} gap {kept['gap']:.3f} token accuracy {kept['acc']:.3f})")
+            f"au {number(kept['au'], 0)}/{kept['dims']} mi {number(kept['mi'])} gap {number(kept['gap'])} token accuracy {kept['acc']:.3f})")
 
 
 def duration(seconds: float) -> str:
@@ -82,7 +87,7 @@ class Reporter:
             mark = " (best, saved)" if event["best"] else ""
             self.console.print(
                 f"phase {event['phase']} step {event['step']}: valid rec {event['rec']:.3f} kl {event['kl']:.3f} "
-                f"-elbo {event['elbo']:.3f} au {event['au']}/{event['dims']} mi {event['mi']:.3f} gap {event['gap']:.3f} "
+                f"-elbo {event['elbo']:.3f} au {number(event['au'], 0)}/{event['dims']} mi {number(event['mi'])} gap {number(event['gap'])} "
                 f"acc {event['acc']:.3f}{mark}"
             )
         elif kind == "kept":

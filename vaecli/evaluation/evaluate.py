@@ -11,6 +11,7 @@ Definitions (all per sentence unless said; nats):
          end-of-sentence token counted, the start token not. PPL per word divides by
          whitespace-separated words instead (end of sentence not counted).
 - MI:    I(x; z) with the aggregate posterior over the whole test set (metrics.mutual_information).
+         MI, AU and the shuffle gap need two sentences at least: with one they are None (not computable).
 - AU:    dimensions with Cov_x(mu_d) >= 0.01.
 - Shuffle gap: Rec with another sentence's z (a random derangement over the whole set) minus Rec
          with its own z. Near 0: the decoder ignores z.
@@ -135,10 +136,11 @@ def evaluate(
         "tokens": tokens,
         "token_unit": token_unit(model),
         "words": words,
-        "mi": mutual_information(mu, logvar, generator),
-        "au": active_units(mu),
+        # MI, AU and the shuffle gap compare sentences: with one they are not computable (None), never 0.
+        "mi": mutual_information(mu, logvar, generator) if n >= 2 else None,
+        "au": active_units(mu) if n >= 2 else None,
         "latent_dim": model.config.latent_dim,
-        "shuffle_gap": float((shuffled - rec).mean()),
+        "shuffle_gap": float((shuffled - rec).mean()) if n >= 2 else None,
         "token_accuracy": hits / max(tokens, 1),
     }
     # No autocast below: greedy steps are small, and casting cost more than bf16 saved (measured).

@@ -64,7 +64,7 @@ def plot_curves(records: list[dict], out: Path, beta: Callable[[int], BetaCurve 
         for kind, style in (("train", "-"), ("valid", "o-")):
             if curve is not None:
                 break
-            points = [(x(r), r[key]) for r in records if r["kind"] == kind and key in r]
+            points = [(x(r), r[key]) for r in records if r["kind"] == kind and r.get(key) is not None]
             if points:
                 xs, ys = zip(*points)
                 ax.plot(xs, ys, style, label=kind, markersize=3)

@@ -100,15 +100,20 @@ def decode(model: VAEModel, z: np.ndarray, **decode_args: Any) -> list[str]:
     return [text for batch in decode_batches(model, [z], **decode_args) for text in batch]
 
 
-def prior(model: VAEModel, n: int, temperature: float = 1.0, seed: int | None = None) -> np.ndarray:
-    """n draws of z ~ N(0, t^2 I)."""
+def prior(model: VAEModel, n: int, temperature: float = 1.0, seed: int | np.random.Generator | None = None) -> np.ndarray:
+    """n draws of z ~ N(0, t^2 I); `seed` may be a generator that goes on across calls (draws in pieces are the
+    draws made at once)."""
     rng = np.random.default_rng(seed)
     return (temperature * rng.standard_normal((n, model.config.latent_dim))).astype(np.float32)
 
 
-def path(a: np.ndarray, b: np.ndarray, steps: int, slerp: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """`steps` points from a to b inclusive (linear, or spherical); returns (t values, vectors)."""
-    t = np.linspace(0.0, 1.0, steps)
+def path(a: np.ndarray, b: np.ndarray, steps: int, slerp: bool = False, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`steps` points from a to b inclusive (linear, or spherical); returns (t values, vectors) of points
+    start..stop-1 (all by default), so that a long path can be made a piece at a time."""
+    stop = steps if stop is None else min(stop, steps)
+    t = np.arange(start, stop) * (1.0 / (steps - 1))  # np.linspace(0, 1, steps)[start:stop], bit for bit, without the whole of it
+    if stop == steps and len(t):
+        t[-1] = 1.0
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     if slerp:
         cos = np.dot(a64, b64) / max(np.linalg.norm(a64) * np.linalg.norm(b64), 1e-12)
@@ -122,7 +127,10 @@ def path(a: np.ndarray, b: np.ndarray, steps: int, slerp: bool = False) -> tuple
     if not slerp:
         points = (1 - t)[:, None] * a64 + t[:, None] * b64
     points = points.astype(np.float32)
-    points[0], points[-1] = a, b  # exactly the two encodings at the ends
+    if start == 0 and len(points):
+        points[0] = a  # exactly the two encodings at the ends
+    if stop == steps and len(points):
+        points[-1] = b
     return t, points
 
 

@@ -25,6 +25,7 @@ import torch
 from vaecli.modeling.vae import VAEModel
 
 INJECTION_SCALE = 0.1
+MIN_ROWS = 2  # sentences needed to measure mu's spread
 
 
 def _rms(x: torch.Tensor) -> torch.Tensor:
@@ -33,18 +34,22 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def calibrate(model: VAEModel, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Rescale to_mu (and its bias), to_decoder and to_embedding in place; returns the scales measured."""
+    """Rescale to_mu (and its bias), to_decoder and to_embedding in place; returns the scales measured.
+
+    mu's spread needs two sentences at least: with one, mu is left as it is (the report says so)."""
     was_training = model.training
     model.eval()
     ids, mask = batch["input_ids"], batch["attention_mask"]
     target, target_mask = batch.get("target_ids", ids), batch.get("target_mask", mask)
     pooled = model.pooled(ids, mask).float()
-    mu = model.to_mu(pooled)
-    std, mean = mu.std(dim=0).clamp(min=1e-6), mu.mean(dim=0)
-    model.to_mu.weight.div_(std.unsqueeze(1))
-    model.to_mu.bias.copy_((model.to_mu.bias - mean) / std)
+    report: dict[str, float] = {}
+    if len(pooled) >= MIN_ROWS:
+        mu = model.to_mu(pooled)
+        std, mean = mu.std(dim=0).clamp(min=1e-6), mu.mean(dim=0)
+        model.to_mu.weight.div_(std.unsqueeze(1))
+        model.to_mu.bias.copy_((model.to_mu.bias - mean) / std)
+        report["mu_std_before"] = float(std.mean())
     z = model.to_mu(pooled)
-    report = {"mu_std_before": float(std.mean())}
     dec_in, _ = model.targets(target, target_mask)
     injection, dims = model.config.injection, model.dims
     embed = model.family.input_embeddings()

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from vaecli.files.text import check_text_file
+from vaecli.files.corpus import read_sentences_dataset
 from vaecli.modeling.tokens import pad_batch, tokenize_rows
 
 
@@ -65,24 +65,16 @@ class Corpus:
 
 
 def load_corpus(path: str | Path, tokenizer: Any, max_length: int, limit: int | None = None,
-                targets: Callable[[list[str], int], list[list[int]] | None] | None = None) -> Corpus:
-    """Read one sentence per line through `datasets` (offline), skip blank lines, tokenise (cached on disk).
+                targets: Callable[[list[str], int], list[list[int]] | None] | None = None, fmt: str | None = None,
+                column: str | None = None, split: str = "train", config: str | None = None) -> Corpus:
+    """Read a corpus through `datasets` (files.corpus: any format, one text column), skip blank or null
+    sentences (counted), tokenise (cached on disk).
 
     `targets(texts, max_length)`, when it returns ids, gives the decoder's own tokens of each sentence
     (a model whose decoder has another tokenizer); they are stored beside the encoder's.
     """
-    import datasets
-    from datasets import load_dataset
-
-    check_text_file(path)
-    if Path(path).stat().st_size == 0:
-        return Corpus.from_ids([])  # `datasets` cannot build a dataset from an empty file
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
-    ds = load_dataset("text", data_files=str(path), split="train")
-    total = len(ds)
-    ds = ds.filter(lambda batch: [bool(t.strip()) for t in batch["text"]], batched=True)
-    blank = total - len(ds)
+    read = read_sentences_dataset(str(path), fmt, column, split=split, config=config)
+    ds, blank = read.dataset, read.skipped
     if len(ds) == 0:
         return Corpus.from_ids([], blank)
     if limit is not None and len(ds) > limit:

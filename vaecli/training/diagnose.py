@@ -54,6 +54,8 @@ class Keeper:
 def collapse_warning(cfg: TrainConfig, phase: int, metrics: dict[str, float], phase1_steps: int) -> str | None:
     """A warning when the decoder ignores z (AU 0 or shuffle gap under 0.1 nats; in phase 2 also KL
     under 0.1), with advice built from the run's settings: only what is not already set."""
+    if metrics["au"] is None or metrics["gap"] is None:  # one validation sentence: nothing to compare
+        return None
     collapsed = metrics["au"] == 0 or metrics["gap"] < COLLAPSE_NATS or (phase == 2 and metrics["kl"] < COLLAPSE_NATS)
     if not collapsed:
         return None

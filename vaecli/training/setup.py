@@ -18,7 +18,7 @@ import torch
 
 from vaecli.config import TrainConfig
 from vaecli.errors import InputError, RunError
-from vaecli.files.text import check_text_file
+from vaecli.files.corpus import check_corpora
 from vaecli.modeling.backbones import build_causal_vae, build_vae
 from vaecli.modeling.layout import is_model_dir
 from vaecli.modeling.precision import use_bf16
@@ -71,9 +71,7 @@ def start_run(cfg: TrainConfig, on_event: Callable[[Event], None] | None, resume
     options the user set, which --resume compares with the checkpoint's."""
     from accelerate import PartialState
 
-    for path in (cfg.train_file, cfg.valid_file):
-        if path:
-            check_text_file(path)  # before any weights load: a bad file fails at once
+    check_corpora([cfg.train_file, cfg.valid_file], cfg.data_format)  # before any weights load: a bad file fails at once
     # On a machine without CUDA, processes started by `accelerate launch` / torchrun join over gloo.
     state = PartialState(cpu=not torch.cuda.is_available())
     run_dir = RunDir(cfg.out, resume, overwrite, main=state.is_main_process)
@@ -121,10 +119,14 @@ def _build(cfg: TrainConfig, run_dir: RunDir, on_event: Callable[[Event], None],
         raise RunError(f"--batch-size {cfg.batch_size} must be a multiple of the {accelerator.num_processes} processes")
     model.train()
     train_data, valid_data = _data(cfg, model)
+    if valid_data is train_data:
+        notes.append("1 training sentence and no --valid: validating on the training sentence")
     if fresh and cfg.calibrate:
         from vaecli.training.calibrate import calibrate
 
-        calibrate(model, train_data.batch(range(min(CALIBRATION_ROWS, len(train_data))), model.input_pad_id, model.pad_id))
+        report = calibrate(model, train_data.batch(range(min(CALIBRATION_ROWS, len(train_data))), model.input_pad_id, model.pad_id))
+        if "mu_std_before" not in report:
+            notes.append("calibration: 1 training sentence is too few to standardise mu (it needs 2); only the injection was scaled")
     return Run(cfg, run_dir, accelerator, model, train_data, valid_data, on_event, checkpoint_dir, resume_state, notes)
 
 
@@ -132,13 +134,14 @@ def _data(cfg: TrainConfig, model: VAEModel) -> tuple[Corpus, Corpus]:
     """(training, validation) corpora; without --valid, the last 5% of the training lines (at most
     --valid-size) are held out (one sentence: validate on it)."""
     tok, max_length, targets = model.tokenizer, model.config.max_length, model.family.target_ids
-    train = load_corpus(cfg.train_file, tok, max_length, targets=targets)
+    source = dict(fmt=cfg.data_format, column=cfg.column, split=cfg.split, config=cfg.data_config)
+    train = load_corpus(cfg.train_file, tok, max_length, targets=targets, **source)
     if len(train) == 0:
         raise InputError(f"{cfg.train_file} has no sentences (empty, or only blank lines)")
     if cfg.valid_file:
-        return train, load_corpus(cfg.valid_file, tok, max_length, limit=cfg.valid_size, targets=targets)
+        return train, load_corpus(cfg.valid_file, tok, max_length, limit=cfg.valid_size, targets=targets, **source)
     if len(train) < 2:
-        return train, train
+        return train, train  # start_run's caller is told (Run.notes)
     return train.split(min(cfg.valid_size, max(1, len(train) // 20)))
 
 

@@ -18,7 +18,7 @@ import torch
 
 from vaecli.config import TrainConfig
 from vaecli.errors import ConfigError, Interrupted, RunError
-from vaecli.modeling.layout import CHECKPOINT_DIR
+from vaecli.modeling.layout import CHECKPOINT_DIR, WEIGHTS_NAME
 from vaecli.modeling.tokens import length_batches
 from vaecli.modeling.vae import VAEModel
 from vaecli.training.checkpoint import restore, save_checkpoint
@@ -64,8 +64,9 @@ def finetune(cfg: TrainConfig, on_event: Callable[[Event], None] | None = None, 
         finally:
             run.stop.uninstall()
         if run.accelerator.is_main_process and len(run.train_data) >= 2:
-            kept = VAEModel.from_pretrained(run.run_dir.path) if run.keeper.kept is not None else run.model.eval()
-            run.run_dir.save_prior(fit_aggregate_prior(kept, run.train_data, run.cfg.seed))
+            if run.keeper.kept is not None:  # the prior belongs to the kept weights: loaded in place, no second model in memory
+                run.model.load_weights(run.run_dir.path / WEIGHTS_NAME)
+            run.run_dir.save_prior(fit_aggregate_prior(run.model.eval(), run.train_data, run.cfg.seed))
         run.run_dir.write_training(training_record(run))
         if run.keeper.kept is not None:
             run.emit("kept", **run.keeper.kept)

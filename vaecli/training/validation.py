@@ -51,12 +51,13 @@ def validate(model: VAEModel, data: Corpus, batch_size: int, seed: int, accelera
         rec[rows], kl[rows], mu[rows], logvar[rows] = r, k, m, lv
         rec_shuffled[rows] = sh if len(rows) > 1 else r
         hits, tokens = hits + int(h.sum()), tokens + int(t.sum())
+    several = n >= 2  # AU, MI and the shuffle gap compare sentences: with one they are not computable (None), not 0
     return {
         "rec": float(rec.mean()),
         "kl": float(kl.mean()),
         "elbo": float((rec + kl).mean()),
-        "au": active_units(mu),
-        "mi": mutual_information(mu, logvar, torch.Generator().manual_seed(seed)),
-        "gap": float((rec_shuffled - rec).mean()),
+        "au": active_units(mu) if several else None,
+        "mi": mutual_information(mu, logvar, torch.Generator().manual_seed(seed)) if several else None,
+        "gap": float((rec_shuffled - rec).mean()) if several else None,
         "acc": hits / max(tokens, 1),
     }
