@@ -51,6 +51,20 @@ def special_ids(tokenizer: Any) -> tuple[int, int, int]:
     return int(start), int(eos), int(pad)
 
 
+class DecoderTargets:
+    """The decoder's tokens of each sentence (no special tokens), cut to max_length - 1, then the end token.
+
+    A small object, not a method of the family: `datasets` hashes what its map function holds to name its
+    cache, and a bound method would hold (and serialise) the whole model."""
+
+    def __init__(self, tokenizer: Any, eos_id: int) -> None:
+        self.tokenizer, self.eos_id = tokenizer, eos_id
+
+    def __call__(self, texts: list[str], max_length: int) -> list[list[int]]:
+        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_length - 1)["input_ids"]
+        return [row + [self.eos_id] for row in ids]
+
+
 class CausalFamily:
     """Operations on an `EncoderAndLM`; holds no parameters of its own."""
 
@@ -61,15 +75,11 @@ class CausalFamily:
         self.dims = dims_of(backbone.encoder.config, backbone.decoder.config)
         self.decoder_tokenizer = decoder_tokenizer
         self.start_id, self.eos_id, self.pad_id = special_ids(decoder_tokenizer)
+        self.target_ids = DecoderTargets(decoder_tokenizer, self.eos_id)
 
     def encoder_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.backbone.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
         return (*out.hidden_states[:-1], out.last_hidden_state)
-
-    def target_ids(self, texts: list[str], max_length: int) -> list[list[int]]:
-        """The decoder's tokens of each sentence (no special tokens), cut to max_length - 1, then the end token."""
-        ids = self.decoder_tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_length - 1)["input_ids"]
-        return [row + [self.eos_id] for row in ids]
 
     def new_state(self, batch: int, memory: torch.Tensor | None, prefix: list[tuple[torch.Tensor, torch.Tensor]] | None,
                   z_embedding: torch.Tensor | None, reference: torch.Tensor, cache: bool) -> DecodeState:

@@ -72,7 +72,8 @@ class Family(Protocol):
 
     def target_ids(self, texts: list[str], max_length: int) -> list[list[int]] | None:
         """The decoder's own token ids of each text (end token appended), or None when the decoder reconstructs
-        the encoder's tokens (one shared tokenizer)."""
+        the encoder's tokens (one shared tokenizer). It must not hold the model: training passes it to a
+        `datasets` map, which hashes what it holds."""
         ...
 
     def new_state(self, batch: int, memory: torch.Tensor | None, prefix: list[tuple[torch.Tensor, torch.Tensor]] | None,

@@ -51,8 +51,9 @@ class Seq2SeqFamily:
         out = self.backbone.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
         return (*out.hidden_states[:-1], out.last_hidden_state)
 
-    def target_ids(self, texts: list[str], max_length: int) -> None:
-        """None: the decoder reconstructs the encoder's own tokens."""
+    @staticmethod
+    def target_ids(texts: list[str], max_length: int) -> None:
+        """None: the decoder reconstructs the encoder's own tokens. (Static: `datasets` hashes it without the model.)"""
         return None
 
     def new_state(self, batch: int, memory: torch.Tensor | None, prefix: list[tuple[torch.Tensor, torch.Tensor]] | None,

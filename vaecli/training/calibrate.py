@@ -26,10 +26,27 @@ from vaecli.modeling.vae import VAEModel
 
 INJECTION_SCALE = 0.1
 MIN_ROWS = 2  # sentences needed to measure mu's spread
+CHUNK = 32  # sentences per decoder pass while measuring its keys and values
 
 
 def _rms(x: torch.Tensor) -> torch.Tensor:
     return x.float().pow(2).mean().sqrt().clamp(min=1e-6)
+
+
+def _cache_rms(model: VAEModel, dec_in: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """(layers, 2): the RMS of each decoder layer's keys and values over these sentences, run CHUNK rows at a time
+    (the logits of 256 sentences over a large vocabulary alone would take a gigabyte)."""
+    squares, count = torch.zeros(model.dims.layers, 2, dtype=torch.float64), 0
+    for start in range(0, len(dec_in), CHUNK):
+        rows = dec_in[start : start + CHUNK]
+        state = model.family.new_state(len(rows), None, None, None, z, cache=True)
+        model.family.logits(state, rows)
+        kv = model.family.self_attention_cache(state)
+        for i in range(model.dims.layers):
+            for j, real in enumerate((kv.layers[i].keys, kv.layers[i].values)):
+                squares[i, j] += real.double().pow(2).sum()
+        count += kv.layers[0].keys.numel()
+    return (squares / count).sqrt().float().clamp(min=1e-6)
 
 
 @torch.no_grad()
@@ -60,15 +77,13 @@ def calibrate(model: VAEModel, batch: dict[str, torch.Tensor]) -> dict[str, floa
         layer.weight.mul_(scale)
         report["embedding_rms"] = float(target_rms)
     if injection in ("prefix", "both"):
-        state = model.family.new_state(ids.shape[0], None, None, None, z, cache=True)
-        model.family.logits(state, dec_in)
+        real = _cache_rms(model, dec_in, z)
         slots = model.config.prefix_slots
         out = model.to_decoder(z).view(-1, dims.layers, 2, dims.kv_heads, slots, dims.head_dim)
         weight = model.to_decoder.weight.view(dims.layers, 2, dims.kv_heads, slots, dims.head_dim, -1)
-        kv = model.family.self_attention_cache(state)
         for i in range(dims.layers):
-            for j, real in enumerate((kv.layers[i].keys, kv.layers[i].values)):
-                weight[i, j].mul_(INJECTION_SCALE * _rms(real) / _rms(out[:, i, j]))
-        report["prefix_rms_layer0"] = float(_rms(kv.layers[0].keys))
+            for j in range(2):
+                weight[i, j].mul_(INJECTION_SCALE * real[i, j] / _rms(out[:, i, j]))
+        report["prefix_rms_layer0"] = float(real[0, 0])
     model.train(was_training)
     return report
