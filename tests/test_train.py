@@ -206,13 +206,15 @@ def keep_run(cfg: TrainConfig, phase: int, records: list[dict], tmp_path, monkey
     from vaecli.training import trainer
     from vaecli.training.diagnose import Keeper
     from vaecli.training.rundir import RunDir
+    from vaecli.training.tracking import Tracking
 
     queue, events = list(records), []
     tmp_path.mkdir(parents=True, exist_ok=True)
     monkeypatch.setattr(trainer, "validate", lambda *args: queue.pop(0))  # no model, no data: only the keeping rule runs
     run = SimpleNamespace(cfg=cfg, keeper=Keeper(), run_dir=RunDir(tmp_path, resume=False, overwrite=False), valid_data=None,
                           accelerator=None, emit=lambda kind, **values: events.append({"kind": kind, **values}),
-                          phase_steps=lambda phase: cfg.phase1_steps if phase == 1 else cfg.phase2_steps)
+                          phase_steps=lambda phase: cfg.phase1_steps if phase == 1 else cfg.phase2_steps,
+                          tracking=Tracking(None, False, 0))
     model = FakeModel()
     for step, _ in enumerate(records, start=1):
         trainer.validate_and_keep(run, model, phase, step * 100)

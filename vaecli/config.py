@@ -52,7 +52,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 FAMILY_INJECTIONS: dict[str, tuple[str, ...]] = {"seq2seq": INJECTIONS, "causal": ("prefix", "embedding", "both")}
 FAMILY_NAMES = {"seq2seq": "an encoder-decoder", "causal": "a causal LM"}
 
-RESUMABLE = ("valid_every", "save_every", "patience", "threads", "phase1_steps", "phase2_steps")
+RESUMABLE = ("valid_every", "save_every", "patience", "threads", "phase1_steps", "phase2_steps", "report_to")
 """The TrainConfig fields `--resume` may change (the others would make the resumed run a different run)."""
 
 
@@ -231,6 +231,8 @@ class TrainConfig(ModelSettings):
     save_every: int = setting(200, "Checkpoint every N steps (and at the end of each phase).")
     patience: int = setting(0, "Phase-2 early stopping after N validations without a better validation Rec (0 = off).")
     threads: int = setting(0, "torch threads (0 = torch's default).")
+    report_to: str | None = setting(None, "Log training live to tensorboard or wandb, in DIR/logs (needs pip install 'vaecli[tensorboard]' "
+                                          "or 'vaecli[wandb]'; wandb works offline with WANDB_MODE=offline).")
 
     def __post_init__(self) -> None:
         problems = _not_finite(self)
@@ -275,6 +277,8 @@ class TrainConfig(ModelSettings):
         for name in ("valid_every", "save_every"):
             if getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be >= 1")
+        if self.report_to is not None and self.report_to not in ("tensorboard", "wandb"):
+            problems.append(f"--report-to must be tensorboard or wandb, not {self.report_to!r}")
         if self.bf16 not in get_args(Bf16):
             problems.append("--bf16 must be auto, yes or no")
         problems += self._model_problems()

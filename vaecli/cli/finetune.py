@@ -31,10 +31,12 @@ def finetune(**values: Any) -> None:
         from vaecli.config import TrainConfig
         from vaecli.files.corpus import check_corpora
         from vaecli.modeling.hub import check_backbone_name
+        from vaecli.training.tracking import check_reporter
 
         # Options, files and the backbone's name are checked before torch and transformers load (seconds).
         cfg = TrainConfig(**values)
         check_corpora([cfg.train_file, cfg.valid_file], cfg.data_format)
+        check_reporter(cfg.report_to)
         if not resume:
             names = {"--model": cfg.model} if cfg.model is not None else {"--encoder": cfg.encoder, "--decoder": cfg.decoder}
             for option, name in names.items():

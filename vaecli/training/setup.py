@@ -29,6 +29,7 @@ from vaecli.training.diagnose import Keeper
 from vaecli.training.resume import resume_config
 from vaecli.training.rundir import RunDir
 from vaecli.training.stopping import StopFlag
+from vaecli.training.tracking import LOGS_DIR, Tracking, scalar_config
 
 Event = dict[str, Any]
 CALIBRATION_ROWS = 256  # training sentences that set the new layers' scales (vaecli/training/calibrate.py)
@@ -52,6 +53,8 @@ class Run:
     keeper: Keeper = field(default_factory=Keeper)
     stop: StopFlag = field(default_factory=StopFlag)
     steps_per_second: dict[str, float] = field(default_factory=dict)
+    tracking: Tracking | None = None
+    """--report-to's trackers (a Tracking that does nothing without it)."""
 
     def emit(self, kind: str, **values: Any) -> None:
         """An event for the caller's progress display (the main process's only)."""
@@ -110,10 +113,13 @@ def _build(cfg: TrainConfig, run_dir: RunDir, on_event: Callable[[Event], None],
     _reset_accelerator_state()
     # split_batches: --batch-size is the global batch, cut across processes, so N processes take
     # the same optimizer steps on the same sentences as one process does.
+    logs = run_dir.path / LOGS_DIR
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
         mixed_precision="bf16" if use_bf16(cfg.bf16, model.num_parameters()) else "no",
         dataloader_config=DataLoaderConfiguration(split_batches=True),
+        log_with=[cfg.report_to] if cfg.report_to else None,
+        project_dir=str(logs),
     )
     if cfg.batch_size % accelerator.num_processes:
         raise RunError(f"--batch-size {cfg.batch_size} must be a multiple of the {accelerator.num_processes} processes")
@@ -127,7 +133,11 @@ def _build(cfg: TrainConfig, run_dir: RunDir, on_event: Callable[[Event], None],
         report = calibrate(model, train_data.batch(range(min(CALIBRATION_ROWS, len(train_data))), model.input_pad_id, model.pad_id))
         if "mu_std_before" not in report:
             notes.append("calibration: 1 training sentence is too few to standardise mu (it needs 2); only the injection was scaled")
-    return Run(cfg, run_dir, accelerator, model, train_data, valid_data, on_event, checkpoint_dir, resume_state, notes)
+    run = Run(cfg, run_dir, accelerator, model, train_data, valid_data, on_event, checkpoint_dir, resume_state, notes)
+    if cfg.report_to:
+        accelerator.init_trackers("vaecli", config=scalar_config(cfg.to_dict()), init_kwargs={"wandb": {"dir": str(logs)}})
+    run.tracking = Tracking(accelerator, cfg.report_to is not None, run.phase_steps(1) if cfg.phase == "both" else 0)
+    return run
 
 
 def _data(cfg: TrainConfig, model: VAEModel) -> tuple[Corpus, Corpus]:

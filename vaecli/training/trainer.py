@@ -68,6 +68,7 @@ def finetune(cfg: TrainConfig, on_event: Callable[[Event], None] | None = None, 
                 run.model.load_weights(run.run_dir.path / WEIGHTS_NAME)
             run.run_dir.save_prior(fit_aggregate_prior(run.model.eval(), run.train_data, run.cfg.seed))
         run.run_dir.write_training(training_record(run))
+        run.tracking.end()
         if run.keeper.kept is not None:
             run.emit("kept", **run.keeper.kept)
         return run.run_dir.path
@@ -118,6 +119,7 @@ def train_phase(run: Run, phase: int, start_step: int) -> None:
         run.emit("step", **values)
         if step % LOG_EVERY == 0 or step == total:
             run.run_dir.log({"kind": "train", **values})
+            run.tracking.record({"kind": "train", **values})
         stop_early = False
         if step % cfg.valid_every == 0 or step == total:
             stop_early = validate_and_keep(run, model, phase, step)
@@ -174,12 +176,34 @@ def validate_and_keep(run: Run, model: VAEModel, phase: int, step: int) -> bool:
     improved = run.keeper.judge(metrics, phase, step, dims)
     if improved:
         run.run_dir.save_model(model)
-    run.run_dir.log({"kind": "valid", "phase": phase, "step": step, **metrics, "best": improved})
+    record = {"kind": "valid", "phase": phase, "step": step, **metrics, "best": improved}
+    run.run_dir.log(record)
+    run.tracking.record(record)
+    if run.tracking.enabled and run.accelerator.is_main_process:
+        run.tracking.reconstructions(shown_reconstructions(model, run.valid_data), phase, step)
     run.emit("valid", phase=phase, step=step, best=improved, dims=dims, **metrics)
     warning = collapse_warning(run.cfg, phase, metrics, run.phase_steps(1))
     if warning:
         run.emit("message", text=warning)
     return phase == 2 and run.cfg.patience > 0 and run.keeper.without_gain >= run.cfg.patience
+
+
+@torch.no_grad()
+def shown_reconstructions(model: VAEModel, data: Any) -> list[tuple[str, str]]:
+    """The first few validation sentences (as the decoder's tokenizer writes them) and their greedy reconstructions from mu."""
+    from vaecli.inference.generate import generate
+    from vaecli.training.tracking import SHOWN
+
+    was_training = model.training
+    model.eval()
+    batch = {k: v.to(model.device) for k, v in data.batch(range(min(SHOWN, len(data))), model.input_pad_id, model.pad_id).items()}
+    target = batch.get("target_ids", batch["input_ids"])
+    mu, _ = model.posterior(batch["input_ids"], batch["attention_mask"])
+    out = generate(model, mu.float(), model.config.max_length)
+    tok = model.decoder_tokenizer
+    refs = tok.batch_decode(target.tolist(), skip_special_tokens=True)
+    model.train(was_training)
+    return [(a.strip(), b.strip()) for a, b in zip(refs, tok.batch_decode(out, skip_special_tokens=True))]
 
 
 def checkpoint(run: Run, optimizer: Any, scheduler: Any, phase: int, step: int) -> Path:
