@@ -81,3 +81,46 @@ def test_finetune_reads_a_csv_column(t5_dir, files, tmp_path):
     bad = CliRunner().invoke(app, ["finetune", str(files["jsonl"]), "--model", str(t5_dir), "--out", str(tmp_path / "n")])
     assert bad.exit_code == 2 and bad.stderr.startswith("error: ") and "choose one with --column" in bad.stderr
     assert bad.stderr.count("\n") == 1 and not (tmp_path / "n").exists()
+
+
+@pytest.fixture(scope="module")
+def model_dir(t5_dir, tmp_path_factory):
+    from vaecli.config import VAEConfig
+    from vaecli.modeling.backbones import build_vae
+
+    out = tmp_path_factory.mktemp("saved")
+    build_vae(str(t5_dir), VAEConfig(latent_dim=8)).save_pretrained(out)
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "tsv"])
+def test_encode_keeps_the_columns_asked_for_and_decode_reads_them_back(files, model_dir, fmt):
+    from vaecli.api import TextVAE
+    from vaecli.files.vector_reader import read_vectors
+
+    r = CliRunner().invoke(app, ["encode", "-i", str(files["csv"]), "--column", "review", "--keep", "id,stars", "-f", fmt,
+                                 "--model", str(model_dir)])
+    assert r.exit_code == 0, r.output
+    assert r.stderr == "skipped 1 blank line(s)\n"
+    mu = TextVAE.from_pretrained(model_dir).encode(SENTENCES)
+    if fmt == "jsonl":
+        rows = [json.loads(line) for line in r.stdout.splitlines()]
+        assert [(row["id"], row["stars"], row["text"]) for row in rows] == [(1, 5, SENTENCES[0]), (2, 3, SENTENCES[1]), (4, 4, SENTENCES[2])]
+    else:
+        assert [line.split("\t")[:3] for line in r.stdout.splitlines()] == [["1", "5", SENTENCES[0]], ["2", "3", SENTENCES[1]],
+                                                                            ["4", "4", SENTENCES[2]]]
+    vectors, texts = read_vectors(r.stdout.encode(), dim=8)
+    assert texts == SENTENCES and abs(vectors - mu).max() < 1e-6
+    decoded = CliRunner().invoke(app, ["decode", "--model", str(model_dir)], input=r.stdout)
+    assert decoded.exit_code == 0 and len(decoded.stdout.splitlines()) == 3
+
+
+def test_every_command_that_reads_sentences_takes_a_corpus(files, model_dir, tmp_path):
+    r = CliRunner().invoke(app, ["evaluate", str(files["parquet"]), "--iw-samples", "2", "--samples", "0", "--json", "--model", str(model_dir)])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["sentences"] == 3 and r.stderr.splitlines()[0] == "skipped 1 blank line(s)"
+    r = CliRunner().invoke(app, ["steer", "the old house", "--from", str(files["jsonl"]), "--to", str(files["jsonl"]), "--column", "meta.text",
+                                 "--model", str(model_dir)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["encode", "a dog", "--keep", "id", "--model", str(model_dir)])
+    assert r.exit_code == 2 and r.stderr.startswith("error: --keep copies columns of a corpus file")

@@ -36,6 +36,8 @@ SampleOpt = Annotated[bool, typer.Option("--sample", metavar=FLAG, help="Sample 
 TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, callback=finite, help="Nucleus mass when sampling.")]
 TempOpt = Annotated[float, typer.Option(min=0.0, callback=finite, help="Softmax temperature when sampling.")]
 NoRepeatOpt = Annotated[int, typer.Option("--no-repeat-ngram", min=0, help="Never repeat a sequence of this many tokens within a sentence (0 = off).")]
+ColumnOpt = Annotated[Optional[str], typer.Option(help="The column of a corpus file that holds the sentences (nested JSON keys as a.b) "
+                                                      "\\[default: its one text column].")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="Random seed (makes sampling reproducible).")]
 
 
@@ -136,41 +138,70 @@ def check_sentences(**arguments: str) -> None:
             raise InputError(f"{name} is {'empty' if not text else 'blank'}: give a sentence")
 
 
-def read_sentences(path: Path) -> list[str]:
-    """A file's sentences (blank lines skipped and counted on stderr); refuses a file with none."""
+def read_sentences(path: Path, fmt: str | None = None, column: str | None = None) -> list[str]:
+    """A file's sentences, a text file or a corpus of another format (files.corpus; blank lines or empty cells
+    skipped and counted on stderr); refuses a file with none."""
+    from vaecli.files.corpus import TEXT, corpus_format, read_sentences_dataset
     from vaecli.files.text import read_lines
 
-    lines = read_lines(path=str(path))
-    if not lines.texts:
+    if corpus_format(str(path), fmt) == "txt":
+        lines = read_lines(path=str(path))
+        texts, blank = lines.texts, lines.blank
+    else:
+        read = read_sentences_dataset(str(path), fmt, column)
+        texts, blank = read.dataset[TEXT], read.skipped
+    if not texts:
         raise InputError(f"{path} has no sentences")  # an error stays one line: no count before it
-    report_blank(lines.blank)
-    return lines.texts
+    report_blank(blank)
+    return texts
+
+
+Chunk = tuple[list[str], dict[str, list[Any]]]  # sentences, and the kept columns' values beside them
 
 
 class SentenceChunks:
-    """Sentences from arguments, -i FILE or stdin, in chunks as they arrive (see files.text.stream_lines);
-    blank lines are counted as they pass. `first()` reads until the first sentence (or refuses
-    input with none) so that bad input is reported before a model loads."""
+    """Sentences from arguments, -i FILE or stdin, in chunks as they arrive (see files.text.stream_lines), or
+    from a corpus file of another format (files.corpus), with the columns to keep; blank lines (empty
+    cells) are counted as they pass. `first()` reads until the first sentence (or refuses input with
+    none) so that bad input is reported before a model loads."""
 
-    def __init__(self, texts: list[str], input_file: Path | None) -> None:
-        from vaecli.files.text import stream_lines
+    def __init__(self, texts: list[str], input_file: Path | None, fmt: str | None = None, column: str | None = None,
+                 keep: list[str] | None = None) -> None:
+        from vaecli.files.corpus import corpus_format
 
         if texts == ["-"] and input_file is None:  # a lone `-` means stdin, as in every Unix tool
             texts = []
         check_sentences(**{f"argument {i}": text for i, text in enumerate(texts, start=1)})
         self.input_file = input_file
         self.blank = 0
-        self._pieces = stream_lines(texts, str(input_file) if input_file else None, sys.stdin.buffer, READ_CHUNK)
-        self._first: list[str] | None = None
+        self.keep = keep or []
+        from_file = input_file is not None and str(input_file) != "-" and not texts
+        if from_file and corpus_format(str(input_file), fmt) != "txt":
+            self._pieces = self._corpus(str(input_file), fmt, column)
+        else:
+            if self.keep:
+                raise InputError("--keep copies columns of a corpus file (csv, tsv, jsonl, json, parquet, a save_to_disk folder) given with -i")
+            self._pieces = self._lines(texts, input_file)
+        self._first: Chunk | None = None
 
-    def _texts(self) -> Iterator[list[str]]:
-        for lines in self._pieces:
+    def _lines(self, texts: list[str], input_file: Path | None) -> Iterator[Chunk]:
+        from vaecli.files.text import stream_lines
+
+        for lines in stream_lines(texts, str(input_file) if input_file else None, sys.stdin.buffer, READ_CHUNK):
             self.blank += lines.blank
             if lines.texts:
-                yield lines.texts
+                yield lines.texts, {}
 
-    def first(self) -> list[str]:
-        self._iter = self._texts()
+    def _corpus(self, source: str, fmt: str | None, column: str | None) -> Iterator[Chunk]:
+        from vaecli.files.corpus import TEXT, read_sentences_dataset
+
+        read = read_sentences_dataset(source, fmt, column, keep=self.keep)
+        self.blank = read.skipped
+        for batch in read.dataset.iter(batch_size=READ_CHUNK):  # Arrow batches: never the whole corpus as Python objects
+            yield batch[TEXT], {name: batch[name] for name in self.keep}
+
+    def first(self) -> Chunk:
+        self._iter = iter(self._pieces)
         self._first = next(self._iter, None)
         if self._first is None:
             report_blank(self.blank)
@@ -179,7 +210,7 @@ class SentenceChunks:
             raise InputError("no sentences given: pass them as arguments, with -i FILE, or on stdin")
         return self._first
 
-    def __iter__(self) -> Iterator[list[str]]:
+    def __iter__(self) -> Iterator[Chunk]:
         if self._first is None:
             self.first()
         yield self._first

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vaecli.cli.common import FLAG, ModelOpt, err, handled, load_model, read_sentences
+from vaecli.cli.common import FLAG, ColumnOpt, ModelOpt, err, handled, load_model, read_sentences
 from vaecli.cli.progress import StageProgress
 from vaecli.errors import InputError
 
@@ -23,6 +23,9 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", metavar=FLAG, help="One JSON object on stdout.")] = False,
     bf16: Annotated[str, typer.Option(help="bf16 autocast: auto (as finetune), yes or no.")] = "auto",
     threads: Annotated[int, typer.Option(min=0, help="torch threads (0 = default; 1 is faster on a busy machine).")] = 0,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Format of TEST_FILE: txt, csv, tsv, jsonl, json, parquet or disk "
+                                                                "\\[default: from its extension].")] = None,
+    column: ColumnOpt = None,
     samples: Annotated[int, typer.Option(min=0, help="Prior samples (as `vae sample` draws them) and interpolation midpoints whose "
                                                      "fluency is measured (0 = skip).")] = 100,
     model: ModelOpt = None,
@@ -34,7 +37,7 @@ def evaluate(
 
         if bf16 not in ("auto", "yes", "no"):
             raise InputError("--bf16 must be auto, yes or no")
-        texts = read_sentences(test_file)[:limit]
+        texts = read_sentences(test_file, fmt, column)[:limit]
         vae = load_model(model)
         from vaecli.evaluation.evaluate import evaluate as run
 

@@ -15,6 +15,7 @@ import typer
 from vaecli.cli.common import (
     FLAG,
     BeamOpt,
+    ColumnOpt,
     ModelOpt,
     NoRepeatOpt,
     SampleOpt,
@@ -47,6 +48,11 @@ def encode(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to FILE (atomically) instead of stdout.")] = None,
     sample: Annotated[bool, typer.Option("--sample", metavar=FLAG, help="Draw z ~ q(z|x) instead of the mean mu.")] = False,
     with_logvar: Annotated[bool, typer.Option("--with-logvar", metavar=FLAG, help="Add the posterior log-variance.")] = False,
+    input_format: Annotated[Optional[str], typer.Option(help="Format of -i FILE: txt, csv, tsv, jsonl, json, parquet or disk "
+                                                             "\\[default: from its extension].")] = None,
+    column: ColumnOpt = None,
+    keep: Annotated[Optional[str], typer.Option(help="Columns of -i FILE to copy into each jsonl / tsv record (comma-separated), "
+                                                     "to join the vectors back to the rows.")] = None,
     seed: SeedOpt = None,
     model: ModelOpt = None,
 ) -> None:
@@ -58,7 +64,10 @@ def encode(
         check_format(fmt)
         if output is None and fmt in ("npy", "safetensors") and sys.stdout.isatty():
             raise InputError(f"{fmt} is binary: write it with -o FILE or into a pipe")
-        chunks = SentenceChunks(texts or [], input_file)
+        kept = [name.strip() for name in keep.split(",") if name.strip()] if keep else []
+        if kept and fmt not in ("jsonl", "tsv"):
+            raise InputError(f"--keep writes the columns into jsonl or tsv records, not {fmt}")
+        chunks = SentenceChunks(texts or [], input_file, input_format, column, kept)
         chunks.first()
         vae = load_model(model)
         import numpy as np
@@ -67,24 +76,24 @@ def encode(
         key = "z" if sample else "mu"
         truncated = 0
 
-        def encoded() -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+        def encoded() -> Iterator[tuple[list[str], dict[str, list[Any]], np.ndarray, np.ndarray]]:
             nonlocal truncated
-            for sentences in chunks:
+            for sentences, extra in chunks:
                 enc = vae.posterior_of(sentences)
                 truncated += enc.truncated
-                yield sentences, enc.sample(seed=rng) if sample else enc.mu, enc.logvar
+                yield sentences, extra, enc.sample(seed=rng) if sample else enc.mu, enc.logvar
 
         def write(f: Any) -> None:
             if fmt in ("jsonl", "tsv"):  # streamed: each chunk is written (and flushed) once encoded
-                for sentences, vectors, logvar in encoded():
-                    write_vectors(f, vectors, texts=sentences, fmt=fmt, logvar=logvar if with_logvar else None, key=key)
+                for sentences, extra, vectors, logvar in encoded():
+                    write_vectors(f, vectors, texts=sentences, fmt=fmt, logvar=logvar if with_logvar else None, key=key, extra=extra)
                     f.flush()
                 return
             # npy and safetensors describe the whole array before its data: collected, then written.
             parts = list(encoded())
-            all_texts = [t for sentences, _, _ in parts for t in sentences]
-            logvar = np.concatenate([p[2] for p in parts]) if with_logvar else None
-            write_vectors(f, np.concatenate([p[1] for p in parts]), texts=all_texts, fmt=fmt, logvar=logvar, key=key)
+            all_texts = [t for sentences, _, _, _ in parts for t in sentences]
+            logvar = np.concatenate([p[3] for p in parts]) if with_logvar else None
+            write_vectors(f, np.concatenate([p[2] for p in parts]), texts=all_texts, fmt=fmt, logvar=logvar, key=key)
 
         if output is None:
             write(sys.stdout.buffer)
@@ -190,15 +199,16 @@ def paraphrase(
 
 def steer(
     text: Annotated[str, typer.Argument(metavar="TEXT", help="The sentence to move.")],
-    source: Annotated[Path, typer.Option("--from", help="Sentences with the attribute to move away from.")],
+    source: Annotated[Path, typer.Option("--from", help="Sentences with the attribute to move away from (a text file or a corpus).")],
     target: Annotated[Path, typer.Option("--to", help="Sentences with the attribute to move towards.")],
     alpha: Annotated[float, typer.Option(callback=finite, help="How far along mean(to) - mean(from).")] = 1.0,
+    column: ColumnOpt = None,
     beam: BeamOpt = 1, model: ModelOpt = None,
 ) -> None:
     """Move TEXT along the direction from the mean encoding of --from to that of --to."""
     with handled():
         check_sentences(TEXT=text)
-        src, dst = read_sentences(source), read_sentences(target)
+        src, dst = read_sentences(source, column=column), read_sentences(target, column=column)
         vae = load_model(model)
         out_lines([vae.steer(text, src, dst, alpha, beam=beam)])
 

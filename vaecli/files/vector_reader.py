@@ -103,14 +103,19 @@ def _read_jsonl(
     return array, (texts if all(with_text) else None)  # type: ignore[return-value]
 
 
-def _has_text_column(rows: list[list[str]], dim: int | None) -> bool:
-    """The tsv text-column rule; see the module docstring."""
-    if any(not is_number(fields[0]) for fields in rows):
-        return True
-    if dim is None:
-        return False
+def _leading_fields(rows: list[list[str]], dim: int | None) -> int:
+    """How many fields come before the vector: the tsv text-column rule (see the vectors module docstring),
+    and with `dim` known, any further leading columns (`encode --keep`: kept columns, then the text)."""
     width = len(rows[0])
-    return width in (dim + 1, 2 * dim + 1) and width not in (dim, 2 * dim)
+    for count in (dim, 2 * dim) if dim is not None else ():
+        lead = width - count
+        if lead >= 2 and all(not is_number(fields[lead - 1]) for fields in rows):
+            return lead  # kept columns, the text (never number-like: escaped on writing), then the vector (and logvar)
+    if any(not is_number(fields[0]) for fields in rows):
+        return 1
+    if dim is None:
+        return 0
+    return int(width in (dim + 1, 2 * dim + 1) and width not in (dim, 2 * dim))
 
 
 def _read_tsv(
@@ -125,7 +130,7 @@ def _read_tsv(
                 f"{_show(name)} line {lineno}: row has {len(fields)} tab-separated fields "
                 f"but line {linenos[0]} has {width}"
             )
-    skip = int(_has_text_column(rows, dim))
+    skip = _leading_fields(rows, dim)
     count = width - skip
     if count == 0:
         raise InputError(
@@ -147,7 +152,7 @@ def _read_tsv(
                 f"{_show(name)} line {lineno}: field {index + skip + 1} is {clip(value)}, not a number"
             ) from None
     array = _to_float32(vectors, name, lambda i: f"line {linenos[i]}")
-    texts = [unescape_tsv(fields[0]) for fields in rows] if skip else None
+    texts = [unescape_tsv(fields[skip - 1]) for fields in rows] if skip else None
     return array, texts
 
 

@@ -91,8 +91,13 @@ def is_number(field: str) -> bool:
     return _NUMBER.fullmatch(field) is not None
 
 
+def _escape_field(text: str) -> str:
+    """A kept column's value in a tsv row: tabs and line breaks escaped (only the text needs the number marker)."""
+    return _ESCAPE_RE.sub(lambda m: _ESCAPES[m.group()], text)
+
+
 def _escape_tsv(text: str) -> str:
-    escaped = _ESCAPE_RE.sub(lambda m: _ESCAPES[m.group()], text)
+    escaped = _escape_field(text)
     # The empty escape keeps a number-like text from being read back as a vector value.
     return "\\&" + escaped if is_number(escaped) else escaped
 
@@ -127,13 +132,13 @@ def _write_lines(out: BinaryIO, lines: Iterable[str]) -> None:
 
 
 def _jsonl_lines(
-    z: np.ndarray, texts: list[str] | None, logvar: np.ndarray | None, key: str
+    z: np.ndarray, texts: list[str] | None, logvar: np.ndarray | None, key: str, extra: dict[str, list[Any]]
 ) -> Iterator[str]:
     # tolist() gives Python floats holding the exact float32 values; json writes them
     # with float.__repr__, i.e. the round-trip-exact spelling (see module doc).
     logvars = logvar.tolist() if logvar is not None else None
     for i, row in enumerate(z.tolist()):
-        record: dict[str, Any] = {}
+        record: dict[str, Any] = {name: values[i] for name, values in extra.items()}
         if texts is not None:
             record["text"] = texts[i]
         record[key] = row
@@ -142,10 +147,11 @@ def _jsonl_lines(
         yield json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def _tsv_lines(z: np.ndarray, texts: list[str] | None, logvar: np.ndarray | None) -> Iterator[str]:
+def _tsv_lines(z: np.ndarray, texts: list[str] | None, logvar: np.ndarray | None, extra: dict[str, list[Any]]) -> Iterator[str]:
     logvars = logvar.tolist() if logvar is not None else None
     for i, row in enumerate(z.tolist()):
-        fields = [_escape_tsv(texts[i])] if texts is not None else []
+        fields = [_escape_field(str(values[i])) for values in extra.values()]
+        fields += [_escape_tsv(texts[i])] if texts is not None else []
         fields.extend(map(repr, row))
         if logvars is not None:
             fields.extend(map(repr, logvars[i]))
@@ -172,9 +178,11 @@ def write_vectors(
     fmt: Format = "jsonl",
     logvar: np.ndarray | None = None,
     key: str = "z",
+    extra: dict[str, Sequence[Any]] | None = None,
 ) -> None:
     """Write (n, d) vectors (stored as float32) to the binary stream `out` in `fmt`;
-    layouts in the module docstring. npy stores neither texts nor logvar.
+    layouts in the module docstring. npy stores neither texts nor logvar. `extra` columns (a
+    corpus's other columns, `encode --keep`) go into jsonl records and in front of tsv rows.
 
     Raises ValueError for non-finite values, mismatched shapes/lengths or an unknown fmt:
     these come from the caller's code, not from the user.
@@ -193,10 +201,15 @@ def write_vectors(
     if text_list is not None and len(text_list) != len(z):
         raise ValueError(f"{len(text_list)} texts for {len(z)} vectors")
 
+    extra = {name: list(values) for name, values in (extra or {}).items()}
+    if any(len(values) != len(z) for values in extra.values()) or {"text", key, "logvar"} & set(extra):
+        raise ValueError(f"extra columns {list(extra)} must have one value per vector and no reserved name")
+    if extra and fmt not in ("jsonl", "tsv"):
+        raise ValueError(f"extra columns go into jsonl or tsv, not {fmt}")
     if fmt == "jsonl":
-        _write_lines(out, _jsonl_lines(z, text_list, lv, key))
+        _write_lines(out, _jsonl_lines(z, text_list, lv, key, extra))
     elif fmt == "tsv":
-        _write_lines(out, _tsv_lines(z, text_list, lv))
+        _write_lines(out, _tsv_lines(z, text_list, lv, extra))
     elif fmt == "npy":
         _write_npy(out, z)
     else:
