@@ -23,7 +23,7 @@ def plot(
     out: Annotated[Optional[Path], typer.Option(help="Folder for the PNGs \\[default: RUN_DIR].")] = None,
     model: ModelOpt = None,
 ) -> None:
-    """PNG figures: training curves (Rec, KL, beta, MI, AU, shuffle gap) and a PCA map of encoded sentences."""
+    """PNG figures: training curves (Rec, KL, beta, MI, AU, shuffle gap, token accuracy) and a PCA map of encoded sentences."""
     with handled():
         import json
 

@@ -23,6 +23,7 @@ CURVES = [
     ("mi", "MI (nats)"),
     ("au", "active units"),
     ("gap", "z-shuffle gap (nats)"),
+    ("acc", "token accuracy from mu (teacher-forced)"),
 ]
 
 
@@ -54,7 +55,9 @@ def plot_curves(records: list[dict], out: Path, beta: Callable[[int], BetaCurve 
     def x(r: dict) -> int:
         return r["step"] + (offset if r["phase"] == 2 else 0)
 
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    fig, axes = plt.subplots(2, 4, figsize=(17, 7))
+    for ax in axes.flat[len(CURVES):]:
+        ax.axis("off")
     for ax, (key, label) in zip(axes.flat, CURVES):
         drawn = False
         curve = beta(offset) if beta is not None and key == "beta" else None
