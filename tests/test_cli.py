@@ -599,5 +599,5 @@ def test_examples_api_runs_every_call_of_the_readme(trained):
     proc = subprocess.run([sys.executable, str(root / "examples" / "api.py")], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     printed = [line.split(":")[0] for line in proc.stdout.splitlines()]
-    assert printed == ["latent size", "reconstructions", "beam search", "interpolation", "slerp", "prior samples", "paraphrases",
-                       "steered", "analogy", "forward"]
+    assert printed == ["latent size", "reconstructions", "beam search", "interpolation", "slerp", "prior samples", "posterior", "streamed",
+                       "path", "paraphrases", "steered", "analogy", "forward"]
