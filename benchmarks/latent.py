@@ -48,6 +48,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "latent 256, mean of all layers, new layers x3, bag-of-words 1": dict(TODAY, latent_dim=256, layers="mean", new_lr_scale=3.0, bow=1.0),
     "latent 256, mean of all layers, new layers x3, 20% of the time in phase 2 (free bits 0.5)":
         dict(TODAY, latent_dim=256, layers="mean", new_lr_scale=3.0, free_bits=0.5, phase2_share=0.2),
+    "latent 256, mean of all layers, new layers x3, 20% in phase 2 with the decoder frozen, no deletion (free bits 0.5)":
+        dict(TODAY, latent_dim=256, layers="mean", new_lr_scale=3.0, free_bits=0.5, freeze_decoder_phase2=True, denoise=0.0, phase2_share=0.2),
+    "latent 256, mean of all layers, new layers x3, 20% in phase 2 with the decoder frozen, no deletion, beta 0.2 (free bits 0.5)":
+        dict(TODAY, latent_dim=256, layers="mean", new_lr_scale=3.0, free_bits=0.5, freeze_decoder_phase2=True, denoise=0.0, beta_max=0.2,
+             phase2_share=0.2),
 }
 WARM = 3  # probe steps left out of the speed
 PAIR = ("He was tapping his fingers on the table impatiently", "The motor burns cleanly")
