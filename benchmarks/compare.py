@@ -23,15 +23,16 @@ DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 # The SmolLM2 rows use 1 prefix slot, as when the README's table was measured; the 8-slot default
 # (benchmarks/fidelity.py) is its own row.
+THEN = dict(latent_dim=32, layers="last", new_lr_scale=10.0, free_bits=3.0)  # the causal defaults of the time, spelled out
 VARIANTS = {
     # the encoder-decoder family at its best learning rate (README: 1e-4; 2e-4 collapsed mu on 600 sentences)
     "minilm-bert2bert": dict(model="minilm", lr=1e-4),
-    "smollm2-prefix": dict(injection="prefix", prefix_slots=1),
-    "smollm2-embedding": dict(injection="embedding"),
-    "smollm2-both": dict(injection="both", prefix_slots=1),
-    "smollm2-both-freebits-0.5": dict(injection="both", prefix_slots=1, free_bits=0.5),
-    "smollm2-both-freebits-6": dict(injection="both", prefix_slots=1, free_bits=6.0),
-    "smollm2-both-8-prefix-slots": dict(injection="both", prefix_slots=8),
+    "smollm2-prefix": dict(THEN, injection="prefix", prefix_slots=1),
+    "smollm2-embedding": dict(THEN, injection="embedding"),
+    "smollm2-both": dict(THEN, injection="both", prefix_slots=1),
+    "smollm2-both-freebits-0.5": dict(THEN, injection="both", prefix_slots=1, free_bits=0.5),
+    "smollm2-both-freebits-6": dict(THEN, injection="both", prefix_slots=1, free_bits=6.0),
+    "smollm2-both-8-prefix-slots": dict(THEN, injection="both", prefix_slots=8),
 }
 PAIR = ("the old house", "she soaks up foreign languages like a sponge")
 SAMPLES = 10  # prior samples per variant: the table counts distinct ones and their mean length in words

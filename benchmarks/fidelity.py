@@ -25,6 +25,7 @@ DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 # Measured from the defaults of the time, which had 1 prefix slot: each variant spells its slots out,
 # so the README's tables reproduce now that 8 slots are the default.
+THEN = dict(latent_dim=32, layers="last", new_lr_scale=10.0, free_bits=3.0)  # the other defaults of the time, spelled out
 VARIANTS = {
     "default (1 prefix slot, batch 32, lr 1e-4)": dict(prefix_slots=1),
     "8 prefix slots": dict(prefix_slots=8),
@@ -41,7 +42,7 @@ def run(name: str, steps: int, data: Path, threads: int, valid: int, out: str) -
 
     cfg = TrainConfig(train_file=str(data / "train.txt"), valid_file=str(data / "valid.txt"), out=out, phase="1",
                       phase1_steps=steps, valid_every=10**6, save_every=10**6, valid_size=valid, threads=threads,
-                      **VARIANTS[name])
+                      **{**THEN, **VARIANTS[name]})
     return finetune(cfg)
 
 

@@ -534,8 +534,7 @@ def test_help_shows_defaults_metavars_and_flags():
             "[default: off for an encoder-decoder, on for a causal LM]") in finetune
     assert ("--calibrate --no-calibrate Data-dependent init of the new layers on the first training batch (vaecli/training/calibrate.py). "
             "[default: off for an encoder-decoder, on for a causal LM]") in finetune
-    assert "--free-bits <float> Free bits lambda: nats per latent dimension, on the batch-averaged KL (see README). [default: 0.5 for an " \
-           "encoder-decoder, 3 for a causal LM]" in finetune
+    assert "--free-bits <float> Free bits lambda: nats per latent dimension, on the batch-averaged KL (see README). [default: 0.5]" in finetune
     assert "--weight-decay <float> AdamW weight decay. [default: 0.0]" in finetune
 
     plot = help_lines("plot")

@@ -41,12 +41,14 @@ MODEL_DIR = "vae-model"  # where `vae finetune` writes and every other command l
 SAMPLE_NO_REPEAT_NGRAM = 4  # `sample`'s guard: z from the prior can loop ("the King's throne ... the King's throne")
 
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "seq2seq": {"injection": "memory", "prefix_slots": 1, "init_logvar": 0.0, "free_bits": 0.5, "new_lr_scale": 1.0,
-                "calibrate": False, "freeze_decoder": False},
+    "seq2seq": {"latent_dim": 32, "layers": "last", "injection": "memory", "prefix_slots": 1, "init_logvar": 0.0,
+                "new_lr_scale": 1.0, "calibrate": False, "freeze_decoder": False},
     # Measured for MiniLM + SmolLM2 (README, "Measured"): a frozen decoder and calibration make the LM read z
-    # (benchmarks/levers.py); 8 prefix slots lower Rec in fewer steps than 1 (benchmarks/fidelity.py).
-    "causal": {"injection": "both", "prefix_slots": 8, "init_logvar": -6.0, "free_bits": 3.0, "new_lr_scale": 10.0,
-               "calibrate": True, "freeze_decoder": True},
+    # (benchmarks/levers.py); 8 prefix slots lower Rec in fewer steps than 1 (benchmarks/fidelity.py); a latent
+    # of 256 pooled from the mean of all encoder layers, its layers at 3x the learning rate, carries the words
+    # best at equal wall-clock (benchmarks/latent.py); free bits 0.5 x 256 dimensions leave 128 nats free.
+    "causal": {"latent_dim": 256, "layers": "mean", "injection": "both", "prefix_slots": 8, "init_logvar": -6.0,
+               "new_lr_scale": 3.0, "calibrate": True, "freeze_decoder": True},
 }
 """Defaults that differ by model family: `seq2seq` (an encoder-decoder) and `causal` (an encoder + a causal LM)."""
 FAMILY_INJECTIONS: dict[str, tuple[str, ...]] = {"seq2seq": INJECTIONS, "causal": ("prefix", "embedding", "both")}
@@ -108,8 +110,8 @@ def _not_finite(settings: Any) -> list[str]:
 class ModelSettings:
     """The VAE's architecture: what `vae finetune` builds and config.json records."""
 
-    latent_dim: int = setting(32, "Size of z.")
-    layers: Layers = setting("last", "Which encoder layers z is pooled from: last, mean (the plain mean of every layer's states, "
+    latent_dim: int | None = setting(None, "Size of z.")
+    layers: Layers | None = setting(None, "Which encoder layers z is pooled from: last, mean (the plain mean of every layer's states, "
                                      "embeddings included) or mix (a learned softmax-weighted mix of them, ELMo's scalar mix).")
     pooling: Pooling = setting("mean", "How the tokens' states become one vector: mean or max over real (non-padding) tokens, or "
                                        "attention (--pool-queries learned queries, their results concatenated).")
@@ -128,11 +130,11 @@ class ModelSettings:
 
     def _model_problems(self) -> list[str]:
         problems = []
-        if self.latent_dim < 1:
+        if self.latent_dim is not None and self.latent_dim < 1:
             problems.append(f"--latent-dim must be >= 1, got {self.latent_dim}")
         if self.pooling not in POOLINGS:
             problems.append(f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
-        if self.layers not in LAYERS:
+        if self.layers is not None and self.layers not in LAYERS:
             problems.append(f"--layers must be one of {', '.join(LAYERS)}, got {self.layers!r}")
         if self.pool_queries < 1:
             problems.append(f"--pool-queries must be >= 1, got {self.pool_queries}")
@@ -173,6 +175,7 @@ class VAEConfig(ModelSettings):
         data = dict(data)
         if "lora_rank" in data:  # config.json of vaecli 0.1 before the names were unified
             data.setdefault("lora", data.pop("lora_rank"))
+        data.setdefault("layers", "last")  # saved before --layers existed: z came from the last layer
         if isinstance(data.get("bow"), bool):  # a bag-of-words head: saved as on/off before, now as its weight
             data["bow"] = float(data["bow"])
         known = {f.name for f in dataclasses.fields(cls)}
@@ -217,7 +220,7 @@ class TrainConfig(ModelSettings):
     beta_max: float = setting(1.0, "Largest KL weight.")
     beta_cycles: int = setting(4, "Cycles of the cyclical schedule.")
     beta_ramp: float = setting(0.5, "Fraction of each cycle (or of phase 2, for linear) spent rising from 0 to --beta-max.")
-    free_bits: float | None = setting(None, "Free bits lambda: nats per latent dimension, on the batch-averaged KL (see README).")
+    free_bits: float = setting(0.5, "Free bits lambda: nats per latent dimension, on the batch-averaged KL (see README).")
     batch_size: int = setting(32, "Sentences per optimizer step, all processes together (the global batch).")
     lr: float = setting(1e-4, "Peak learning rate (AdamW) of the pretrained weights.")
     new_lr_scale: float | None = setting(None, "The VAE's own layers (heads, injection) train at --lr x this.")
