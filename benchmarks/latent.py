@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--eval", type=int, default=300)
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--probe", type=int, default=12)
-    parser.add_argument("--only", default="", help="comma-separated variant names (prefixes)")
+    parser.add_argument("--only", default="", help="variant names (prefixes) separated by ';' (the names hold commas)")
     parser.add_argument("--speeds", default="", help="a JSON file of steps/s per variant from an earlier probe (skips the probe)")
     parser.add_argument("--job", default="", help=argparse.SUPPRESS)
     parser.add_argument("--steps", default="", help=argparse.SUPPRESS)
@@ -133,7 +133,7 @@ def main() -> None:
         print(json.dumps(job(args.job, s1, s2, data, args.threads, args.eval, args.samples, Path(args.out))), flush=True)
         return
 
-    chosen = [n for n in VARIANTS if not args.only or any(n.startswith(o.strip()) for o in args.only.split(","))]
+    chosen = [n for n in VARIANTS if not args.only or any(n.startswith(o.strip()) for o in args.only.split(";"))]
     speeds = json.loads(Path(args.speeds).read_text()) if args.speeds else {}
     for name in chosen:
         if name not in speeds:
