@@ -42,13 +42,15 @@ SAMPLE_NO_REPEAT_NGRAM = 4  # `sample`'s guard: z from the prior can loop ("the 
 
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "seq2seq": {"latent_dim": 32, "layers": "last", "injection": "memory", "prefix_slots": 1, "init_logvar": 0.0,
-                "new_lr_scale": 1.0, "calibrate": False, "freeze_decoder": False},
+                "new_lr_scale": 1.0, "calibrate": False, "freeze_decoder": False, "phase1_steps": 1000, "phase2_steps": 2000},
     # Measured for MiniLM + SmolLM2 (README, "Measured"): a frozen decoder and calibration make the LM read z
     # (benchmarks/levers.py); 8 prefix slots lower Rec in fewer steps than 1 (benchmarks/fidelity.py); a latent
     # of 256 pooled from the mean of all encoder layers, its layers at 3x the learning rate, carries the words
-    # best at equal wall-clock (benchmarks/latent.py); free bits 0.5 x 256 dimensions leave 128 nats free.
+    # best at equal wall-clock (benchmarks/latent.py). Phase 2 (beta > 0) on a z of ~750 nats destroys what phase 1
+    # built at this budget (training Rec 14 -> 70 within 20 steps, decoder frozen or not): one hour of 2 CPU cores
+    # goes to phase 1 (2000 steps at 0.65 steps/s), and phase 2 runs when asked for.
     "causal": {"latent_dim": 256, "layers": "mean", "injection": "both", "prefix_slots": 8, "init_logvar": -6.0,
-               "new_lr_scale": 3.0, "calibrate": True, "freeze_decoder": True},
+               "new_lr_scale": 3.0, "calibrate": True, "freeze_decoder": True, "phase1_steps": 2000, "phase2_steps": 0},
 }
 """Defaults that differ by model family: `seq2seq` (an encoder-decoder) and `causal` (an encoder + a causal LM)."""
 FAMILY_INJECTIONS: dict[str, tuple[str, ...]] = {"seq2seq": INJECTIONS, "causal": ("prefix", "embedding", "both")}
@@ -204,8 +206,8 @@ class TrainConfig(ModelSettings):
                                         f"default pair is {EMBEDDED_ENCODER} + {EMBEDDED_DECODER}.")
     out: str = setting(MODEL_DIR, "Output model directory.", short="-o")
     phase: Phase = setting("both", "Which phases to run: both, 1 or 2.")
-    phase1_steps: int = setting(1000, "Optimizer steps of phase 1 (beta = 0: the decoder learns to read z).")
-    phase2_steps: int = setting(2000, "Optimizer steps of phase 2 (the full VAE objective).")
+    phase1_steps: int | None = setting(None, "Optimizer steps of phase 1 (beta = 0: the decoder learns to read z).")
+    phase2_steps: int | None = setting(None, "Optimizer steps of phase 2 (the full VAE objective); a phase of 0 steps is skipped.")
     phase1_epochs: float | None = setting(None, "Phase 1 length in epochs over TRAIN_FILE (overrides --phase1-steps).")
     phase2_epochs: float | None = setting(None, "Phase 2 length in epochs over TRAIN_FILE (overrides --phase2-steps).")
     freeze_decoder: bool | None = setting(None, "Phase 1: keep the decoder's pretrained weights fixed (new parts still train).")
@@ -229,7 +231,7 @@ class TrainConfig(ModelSettings):
     clip: float = setting(1.0, "Gradient-norm clipping (0 = off).")
     seed: int = setting(42, "Random seed: model init, data order, z samples, token deletion.")
     bf16: Bf16 = setting("auto", "bf16 autocast: auto (on where measured faster: a CPU with native bf16, CUDA with bf16), yes or no.")
-    valid_every: int = setting(200, "Validate every N steps (and at the end of each phase); the weights of the best validation Rec are kept.")
+    valid_every: int = setting(500, "Validate every N steps (and at the end of each phase); the weights of the best validation Rec are kept.")
     valid_size: int = setting(1000, "At most this many validation sentences.")
     save_every: int = setting(200, "Checkpoint every N steps (and at the end of each phase).")
     patience: int = setting(0, "Phase-2 early stopping after N validations without a better validation Rec (0 = off).")
@@ -245,15 +247,18 @@ class TrainConfig(ModelSettings):
             problems.append(f"--format must be one of {', '.join(CORPUS_FORMATS)}, not {self.data_format!r}")
         if self.phase not in get_args(Phase):
             problems.append(f"--phase must be both, 1 or 2, got {self.phase!r}")
-        for name in ("phase1_steps", "phase2_steps"):
-            if getattr(self, name) < 0:
-                problems.append(f"--{name.replace('_', '-')} must be >= 0")
         for name in ("phase1_denoise", "denoise"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 problems.append(f"--{name.replace('_', '-')} must be in [0, 1)")
         if not 0.0 <= self.word_dropout < 1.0:
             problems.append("--word-dropout must be in [0, 1)")
         problems += self._resolve_backbone()
+        for name in ("phase1_steps", "phase2_steps"):
+            if getattr(self, name) < 0:
+                problems.append(f"--{name.replace('_', '-')} must be >= 0")
+        steps = {"both": self.phase1_steps + self.phase2_steps, "1": self.phase1_steps, "2": self.phase2_steps}.get(self.phase)
+        if steps == 0 and self.phase1_epochs is None and self.phase2_epochs is None:
+            problems.append(f"nothing to train: --phase {self.phase} has 0 steps (--phase1-steps, --phase2-steps)")
         if self.beta_schedule not in SCHEDULES:
             problems.append(f"--beta-schedule must be one of {', '.join(SCHEDULES)}")
         if self.beta_max < 0:

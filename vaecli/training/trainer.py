@@ -46,7 +46,7 @@ def finetune(cfg: TrainConfig, on_event: Callable[[Event], None] | None = None, 
         run.emit("data", train=len(data), valid=len(run.valid_data), blank=data.blank, truncated=data.truncated)
         for note in run.notes:
             run.emit("message", text=note)
-        phases = {"both": [1, 2], "1": [1], "2": [2]}[run.cfg.phase]
+        phases = [p for p in {"both": [1, 2], "1": [1], "2": [2]}[run.cfg.phase] if run.phase_steps(p) > 0]
         start_phase, start_step = phases[0], 0
         if run.resume_state is not None:
             saved = run.resume_state["trainer"]
