@@ -19,8 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 quickstart: setup
-	$(VAE) finetune examples/wordnet/train.txt --valid examples/wordnet/valid.txt --out vae-model --overwrite \
-		--phase1-steps 180 --phase2-steps 20 --batch-size 32 --valid-every 60 --save-every 60
+	$(VAE) finetune examples/wordnet/train-10k.txt --valid examples/wordnet/valid.txt --out vae-model --overwrite \
+		--phase1-steps 220 --valid-every 55 --save-every 55
 	head -n 5 examples/wordnet/valid.txt | $(VAE) encode | $(VAE) decode | paste examples/wordnet/valid.txt - | head -n 5
 	$(VAE) interpolate "the old house" "she soaks up foreign languages like a sponge" --steps 5
 	$(VAE) sample -n 3 --seed 0

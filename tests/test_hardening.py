@@ -95,7 +95,8 @@ def test_encode_output_onto_full_disk_keeps_the_old_file(model_dir, small_fs, tm
 
 def test_temp_file_of_a_killed_write_is_cleaned_by_the_next(tmp_path):
     target = tmp_path / "v.jsonl"
-    code = f"from vaecli.files.atomic import atomic_open\nwith atomic_open({str(target)!r}) as f:\n    f.write(b'x'); f.flush(); import os; os.kill(os.getpid(), 9)"
+    code = (f"from vaecli.files.atomic import atomic_open\nwith atomic_open({str(target)!r}) as f:\n"
+            "    f.write(b'x'); f.flush(); import os; os.kill(os.getpid(), 9)")
     subprocess.run([sys.executable, "-c", code], env=ENV, timeout=60)
     left = [p.name for p in tmp_path.iterdir()]
     assert len(left) == 1 and left[0].startswith(".v.jsonl.vaecli-") and left[0].endswith(".tmp")  # recognisable

@@ -39,7 +39,7 @@ def test_quick_start_by_hand_is_the_makefile_command():
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8").replace("\\\n", " ")
     (make_line,) = [line for line in makefile.splitlines() if "$(VAE) finetune" in line]
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    (readme_line,) = [line for line in readme.splitlines() if line.startswith("vae finetune examples/wordnet/train.txt")]
+    (readme_line,) = [line for line in readme.splitlines() if line.startswith("vae finetune examples/wordnet/train-10k.txt")]
     assert readme_line.split() == make_line.replace("$(VAE)", "vae").split()
 
 

@@ -89,6 +89,25 @@ def test_config_errors_are_reported_together():
     assert "--denoise" in str(e.value) and "--beta-schedule" in str(e.value) and "injection" in str(e.value)
 
 
+def test_a_run_with_no_steps_is_refused_before_anything_loads():
+    with pytest.raises(ConfigError, match=r"^nothing to train: --phase both has 0 steps"):
+        TrainConfig(train_file="x", phase1_steps=0)  # the causal pair's phase 2 has 0 steps by default
+    with pytest.raises(ConfigError, match=r"^nothing to train: --phase 2 has 0 steps"):
+        TrainConfig(train_file="x", phase="2")
+    assert TrainConfig(train_file="x", phase="2", phase2_epochs=0.5).phase2_epochs == 0.5
+
+
+def test_a_phase_of_0_steps_is_skipped(t5_dir, corpus, tmp_path):
+    """Both phases asked for, phase 2 with 0 steps: phase 1's best is the model, no phase1/ copy, the prior fitted."""
+    events: list[dict] = []
+    out = tmp_path / "m"
+    finetune(TrainConfig(train_file=str(corpus), model=str(t5_dir), out=str(out), phase1_steps=4, phase2_steps=0, **TINY), events.append)
+    assert {e["phase"] for e in events if e["kind"] == "step"} == {1}
+    kept = [e for e in events if e["kind"] == "kept"]
+    assert len(kept) == 1 and kept[0]["phase"] == 1 and kept[0]["step"] == 4
+    assert not (out / "phase1").exists() and (out / "prior.safetensors").is_file()
+
+
 def losses(events: list[dict]) -> list[tuple[int, int, float]]:
     return [(e["phase"], e["step"], e["loss"]) for e in events if e["kind"] == "step"]
 

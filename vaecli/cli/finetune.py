@@ -52,7 +52,8 @@ def finetune(**values: Any) -> None:
             print(path)
 
 
-finetune.__doc__ = (f"Finetune a pretrained Transformer into a text VAE (phase 1, then phase 2) and write a model directory. Two families: "
+finetune.__doc__ = ("Finetune a pretrained Transformer into a text VAE (phase 1, then phase 2; for a causal LM phase 1 alone unless "
+                    "--phase2-steps is given) and write a model directory. Two families: "
                     f"an encoder + a causal LM (--encoder / --decoder; the default pair is {EMBEDDED_ENCODER} + {EMBEDDED_DECODER}, "
                     f"MiniLM + SmolLM2-135M, both offline) or an encoder-decoder (--model: T5, BART, BERT2BERT).")
 with_settings(finetune, CONTROL)
