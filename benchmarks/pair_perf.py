@@ -189,7 +189,7 @@ def decode_fns(n: int, max_new: int):
 
 def evaluate_fns(vae, texts: list[str], k: int):
     """evaluate()'s whole computation (no reconstructions, no samples) and the K x N decoder passes it needs."""
-    from vaecli.evaluation.evaluate import evaluate
+    from vaecli.evaluation.evaluate import evaluate, rows_per_pass
 
     vae.eval()
     batch = vae.tokenize_batch(texts)
@@ -197,12 +197,16 @@ def evaluate_fns(vae, texts: list[str], k: int):
     def ours():
         evaluate(vae, texts, iw_samples=k, bleu=False, samples=0)
 
+    targets, mask = batch["target_ids"].repeat(k, 1), batch["target_mask"].repeat(k, 1)
+    rows = rows_per_pass(targets.shape[1], len(vae.decoder_tokenizer))  # the same memory bound as evaluate's passes
+
     @torch.inference_mode()
     def passes():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             mu, logvar = vae.posterior(batch["input_ids"], batch["attention_mask"])
             z = mu.float().repeat(k, 1)
-            vae.reconstruction_nll(z, batch["target_ids"].repeat(k, 1), batch["target_mask"].repeat(k, 1))
+            for start in range(0, len(z), rows):
+                vae.reconstruction_nll(z[start : start + rows], targets[start : start + rows], mask[start : start + rows])
 
     return ours, passes
 

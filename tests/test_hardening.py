@@ -498,7 +498,7 @@ def test_resume_refuses_options_that_cannot_change(run_copy, corpus, t5_dir):
 def test_resume_applies_a_longer_phase_2_and_says_so(run_copy, corpus, t5_dir):
     r = CliRunner().invoke(app, finetune_args(corpus, t5_dir, run_copy, "--resume", "--phase2-steps", "4", "--valid-every", "1"))
     assert r.exit_code == 0, r.output
-    assert "resuming with --phase2-steps 4 (was 2), --valid-every 1 (was 200)" in r.stderr
+    assert "resuming with --phase2-steps 4 (was 2), --valid-every 1 (was 500)" in r.stderr
     state = json.loads((run_copy / "checkpoint" / "trainer_state.json").read_text())["trainer"]
     assert (state["phase"], state["step"], state["config"]["phase2_steps"]) == (2, 4, 4)
     valid_steps = [(r["phase"], r["step"]) for r in map(json.loads, (run_copy / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "valid"]

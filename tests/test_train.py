@@ -271,6 +271,6 @@ def test_collapse_warning_in_both_phases_advises_only_what_is_not_set(tmp_path, 
         "--beta-max 0.5 (now 1)"
     ]
     # what is set already is not advised; never the default --beta-schedule cyclical
-    set_up = TrainConfig(train_file="x", phase="2", freeze_decoder=True, free_bits=3, denoise=0.5, beta_max=0.2)
+    set_up = TrainConfig(train_file="x", phase="2", phase2_steps=200, freeze_decoder=True, free_bits=3, denoise=0.5, beta_max=0.2)
     events, _, _ = keep_run(set_up, 2, [COLLAPSED], tmp_path / "c", monkeypatch)
     assert [e["text"] for e in events if e["kind"] == "message"] == ["warning: phase 2: the decoder ignores z (AU 0, KL 0.000, shuffle gap 0.010 nats)"]

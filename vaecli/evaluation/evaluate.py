@@ -192,7 +192,7 @@ def importance_weighted_nll(
     b = mu.shape[0]
     log_w = torch.empty(b, k, device=mu.device)
     eps = torch.randn((k, b, mu.shape[1]), generator=generator).to(mu.device)
-    vocab = len(model.tokenizer)  # ~ the logits' width: a memory estimate is all it needs
+    vocab = len(model.decoder_tokenizer)  # ~ the logits' width: a memory estimate is all it needs
     chunk = max(1, rows_per_pass(x.shape[1], vocab) // max(b, 1))  # samples per decoder pass
     for start in range(0, k, chunk):
         c = min(chunk, k - start)
