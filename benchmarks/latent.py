@@ -56,6 +56,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
         dict(TODAY, latent_dim=256, layers="mean", new_lr_scale=3.0, free_bits=0.5, freeze_decoder_phase2=True, denoise=0.0, beta_max=0.2,
              phase2_share=0.2),
 }
+# Round two, on top of the new default (latent 256, mean of all layers, new layers x3).
+NEW = dict(TODAY, latent_dim=256, layers="mean", new_lr_scale=3.0)
+VARIANTS.update({
+    "new default + LoRA 16 on the decoder (adapters at the new layers' rate)": dict(NEW, lora=16),
+    "new default + LoRA 64 on the decoder": dict(NEW, lora=64),
+    "new default + batch 16": dict(NEW, batch_size=16),
+    "new default + encoder at 3x (--lr 3e-4, new layers x1)": dict(NEW, lr=3e-4, new_lr_scale=1.0),
+    "new default + 16 prefix slots": dict(NEW, prefix_slots=16),
+    "new default + LoRA 16 + batch 16": dict(NEW, lora=16, batch_size=16),
+    "new default + LoRA 16 + batch 16 + 16 prefix slots": dict(NEW, lora=16, batch_size=16, prefix_slots=16),
+    "new default + LoRA 16 + batch 16 + encoder at 3x": dict(NEW, lora=16, batch_size=16, lr=3e-4, new_lr_scale=1.0),
+})
 WARM = 3  # probe steps left out of the speed
 PAIR = ("He was tapping his fingers on the table impatiently", "The motor burns cleanly")
 
@@ -123,7 +135,7 @@ def main() -> None:
     parser.add_argument("--eval", type=int, default=300)
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--probe", type=int, default=12)
-    parser.add_argument("--only", default="", help="variant names (prefixes) separated by ';' (the names hold commas)")
+    parser.add_argument("--only", default="", help="variant names, or prefixes of names, separated by ';' (the names hold commas)")
     parser.add_argument("--speeds", default="", help="a JSON file of steps/s per variant from an earlier probe (skips the probe)")
     parser.add_argument("--job", default="", help=argparse.SUPPRESS)
     parser.add_argument("--steps", default="", help=argparse.SUPPRESS)
@@ -135,7 +147,8 @@ def main() -> None:
         print(json.dumps(job(args.job, s1, s2, data, args.threads, args.eval, args.samples, Path(args.out))), flush=True)
         return
 
-    chosen = [n for n in VARIANTS if not args.only or any(n.startswith(o.strip()) for o in args.only.split(";"))]
+    wanted = [o.strip() for o in args.only.split(";") if o.strip()]  # a whole name picks that variant alone, else a prefix
+    chosen = [n for n in VARIANTS if not wanted or any(n == o or (o not in VARIANTS and n.startswith(o)) for o in wanted)]
     speeds = json.loads(Path(args.speeds).read_text()) if args.speeds else {}
     for name in chosen:
         if name not in speeds:

@@ -254,6 +254,43 @@ def test_lora_trains_adapters_only_and_reloads(bert_dir, llama_dir, corpus, tmp_
         TrainConfig(train_file="x", model="minilm", lora=4)
 
 
+def test_fluency_is_the_pretrained_lm_s_even_with_lora(bert_dir, llama_dir):
+    """unconditional_nll (evaluate's fluency) judges with the pretrained weights: trained adapters do not move it; after
+    the call the adapters act again and what trains (requires_grad) is as it was."""
+    pytest.importorskip("peft")
+    model = build_causal_vae(str(bert_dir), str(llama_dir), VAEConfig(latent_dim=8, lora=4)).eval()
+    batch = model.tokenize_batch(SENTENCES)
+    with torch.no_grad():
+        before = model.unconditional_nll(batch["target_ids"], batch["target_mask"])[0]
+        adapters = [p for name, p in model.named_parameters() if "lora_B" in name]
+        for p in adapters:
+            p.normal_(0, 1.0)
+        flags = [p.requires_grad for p in model.parameters()]
+        adapted = model(**batch, sample=False).rec
+        after = model.unconditional_nll(batch["target_ids"], batch["target_mask"])[0]
+        assert [p.requires_grad for p in model.parameters()] == flags
+        assert torch.equal(model(**batch, sample=False).rec, adapted)
+        for p in adapters:
+            p.zero_()
+        assert not torch.equal(model(**batch, sample=False).rec, adapted)  # the adapters were acting
+    torch.testing.assert_close(after, before)
+
+
+def test_lora_adapters_train_at_the_new_layers_rate(bert_dir, llama_dir):
+    """LoRA adapters start from scratch like the VAE's own layers, so they share their learning rate (--new-lr-scale)."""
+    pytest.importorskip("peft")
+    from vaecli.training.trainer import make_optimizer
+
+    model = build_causal_vae(str(bert_dir), str(llama_dir), VAEConfig(latent_dim=8, lora=4))
+    cfg = TrainConfig(train_file="x", lr=1e-4, new_lr_scale=3.0, lora=4)
+    optimizer, _ = make_optimizer(model, [p for p in model.parameters() if p.requires_grad], cfg, 10)
+    rate = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    adapters = [p for name, p in model.named_parameters() if "lora_" in name]
+    assert adapters and all(rate[id(p)] == pytest.approx(3e-4) for p in adapters)
+    assert rate[id(model.to_mu.weight)] == pytest.approx(3e-4)
+    assert rate[id(next(model.backbone.encoder.parameters()))] == pytest.approx(1e-4)
+
+
 def test_every_command_on_an_encoder_and_causal_lm(bert_dir, llama_dir, corpus, valid, tmp_path):
     """`vae finetune --encoder --decoder`, then every latent command and evaluate through the real CLI."""
     from typer.testing import CliRunner

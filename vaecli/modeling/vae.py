@@ -30,6 +30,7 @@ from torch.nn import functional as F
 
 from vaecli.config import VAEConfig, family_problems, fill_family_defaults
 from vaecli.errors import ModelDirError
+from vaecli.modeling.adapters import adapters_off
 from vaecli.modeling.family import DecodeState, Dims, Family
 from vaecli.modeling.layout import CONFIG_NAME, PRIOR_NAME, WEIGHTS_NAME
 from vaecli.modeling.pooling import Pooler
@@ -228,10 +229,11 @@ class VAEModel(nn.Module):
         return ((logits.argmax(dim=-1) == labels) & real).sum(dim=1), real.sum(dim=1)
 
     def unconditional_nll(self, target_ids: torch.Tensor, target_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(-log p(x) per sentence under the decoder alone, z not given; target tokens): how fluent a text is to the
-        decoder LM itself (for a causal LM with a frozen decoder, the pretrained LM's own judgement)."""
+        """(-log p(x) per sentence under the decoder alone, z not given, LoRA adapters off; target tokens): how fluent
+        a text is to the decoder LM itself (for a causal LM with a frozen decoder, the pretrained LM's own judgement)."""
         state = self.family.new_state(target_ids.shape[0], None, None, None, self.to_mu.weight, cache=False)
-        nll, labels, _ = self._token_nll(state, target_ids, target_mask)
+        with adapters_off(self.backbone):
+            nll, labels, _ = self._token_nll(state, target_ids, target_mask)
         return nll.sum(dim=1), (labels != -100).sum(dim=1)
 
     def _token_nll(self, state: DecodeState, target_ids: torch.Tensor, target_mask: torch.Tensor,
@@ -291,8 +293,9 @@ class VAEModel(nn.Module):
     # -- parameter groups ----------------------------------------------------------------------
 
     def new_parameters(self) -> list[nn.Parameter]:
-        """The VAE's own layers (heads and injection), which start from scratch."""
-        return [p for name, p in self.named_parameters() if not name.startswith("backbone.")]
+        """What starts from scratch and trains at --lr x --new-lr-scale: the VAE's own layers (heads and
+        injection) and LoRA adapters."""
+        return [p for name, p in self.named_parameters() if not name.startswith("backbone.") or "lora_" in name]
 
     def freeze_decoder(self) -> list[str]:
         """Stop gradients to the backbone decoder's pretrained weights; returns the frozen names.
