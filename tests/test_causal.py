@@ -330,3 +330,17 @@ def test_every_command_on_an_encoder_and_causal_lm(bert_dir, llama_dir, corpus, 
     assert metrics["token_unit"] == f"per subword token of the decoder's {vocabulary:,}-piece vocabulary, EOS counted"
     refused = runner.invoke(app, ["finetune", str(corpus), "--decoder", str(llama_dir), "--injection", "memory", "--out", str(tmp_path / "x")])
     assert refused.exit_code == 2 and refused.stderr.count("\n") == 1 and "cross-attention" in refused.stderr
+
+
+def test_lora_on_a_model_type_peft_does_not_list(bert_dir, llama_dir, gpt2_dir):
+    """A decoder newer than peft's table gets adapters on its q_proj / v_proj; one without them is refused in one line."""
+    pytest.importorskip("peft")
+    model = build_causal_vae(str(bert_dir), str(llama_dir), VAEConfig(latent_dim=8))
+    model.backbone.decoder.config.model_type = "a-future-lm"
+    model.family.add_lora(4)
+    adapted = {name.split(".lora_A")[0].rsplit(".", 1)[-1] for name, _ in model.named_parameters() if ".lora_A" in name}
+    assert adapted == {"q_proj", "v_proj"}
+    gpt2 = build_causal_vae(str(bert_dir), str(gpt2_dir), VAEConfig(latent_dim=8))
+    gpt2.backbone.decoder.config.model_type = "a-future-lm"
+    with pytest.raises(ModelDirError, match="no attention projections known for model type 'a-future-lm'"):
+        gpt2.family.add_lora(4)

@@ -114,9 +114,13 @@ class CausalFamily:
         except ImportError:
             raise ModelDirError("--lora needs peft: pip install 'vaecli[lora]'") from None
         model_type = self.backbone.decoder.config.model_type
-        if model_type not in TARGETS:
-            raise ModelDirError(f"--lora: peft knows no attention projections for model type {model_type!r}")
-        inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=TARGETS[model_type]), self.backbone.decoder)
+        # peft's table of attention projections, else the query / value projections by their usual names (a model
+        # type newer than the table: Phi-3's fused qkv_proj is not covered and is refused)
+        names = {name.rsplit(".", 1)[-1] for name, m in self.backbone.decoder.named_modules() if isinstance(m, nn.Linear)}
+        targets = TARGETS.get(model_type) or sorted(names & {"q_proj", "v_proj"})
+        if not targets:
+            raise ModelDirError(f"--lora: no attention projections known for model type {model_type!r} (peft's table, or q_proj/v_proj)")
+        inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets), self.backbone.decoder)
 
     def input_embeddings(self) -> nn.Module:
         return self.backbone.decoder.get_input_embeddings()
