@@ -99,7 +99,9 @@ def test_family_defaults():
     assert (seq2seq.latent_dim, seq2seq.layers, seq2seq.injection, seq2seq.prefix_slots, seq2seq.free_bits, seq2seq.init_logvar,
             seq2seq.freeze_decoder, seq2seq.calibrate, seq2seq.new_lr_scale) == (32, "last", "memory", 1, 0.5, 0.0, False, False, 1.0)
     assert given.prefix_slots == 2 and causal.vae_config().prefix_slots == 8
-    assert (causal.phase1_steps, causal.phase2_steps, seq2seq.phase1_steps, seq2seq.phase2_steps) == (2000, 0, 1000, 2000)
+    assert (causal.phase1_steps, causal.phase2_steps, seq2seq.phase1_steps, seq2seq.phase2_steps) == (3000, 0, 1000, 2000)
+    assert (causal.lora, causal.batch_size, seq2seq.lora, seq2seq.batch_size) == (16, 16, 0, 32)
+    assert causal.vae_config().lora == 16 and TrainConfig(train_file="x", lora=0).lora == 0
 
 
 @pytest.mark.parametrize("lm", ["llama", "gpt2"])
@@ -335,12 +337,12 @@ def test_every_command_on_an_encoder_and_causal_lm(bert_dir, llama_dir, corpus, 
 def test_lora_on_a_model_type_peft_does_not_list(bert_dir, llama_dir, gpt2_dir):
     """A decoder newer than peft's table gets adapters on its q_proj / v_proj; one without them is refused in one line."""
     pytest.importorskip("peft")
-    model = build_causal_vae(str(bert_dir), str(llama_dir), VAEConfig(latent_dim=8))
+    model = build_causal_vae(str(bert_dir), str(llama_dir), VAEConfig(latent_dim=8, lora=0))
     model.backbone.decoder.config.model_type = "a-future-lm"
     model.family.add_lora(4)
     adapted = {name.split(".lora_A")[0].rsplit(".", 1)[-1] for name, _ in model.named_parameters() if ".lora_A" in name}
     assert adapted == {"q_proj", "v_proj"}
-    gpt2 = build_causal_vae(str(bert_dir), str(gpt2_dir), VAEConfig(latent_dim=8))
+    gpt2 = build_causal_vae(str(bert_dir), str(gpt2_dir), VAEConfig(latent_dim=8, lora=0))
     gpt2.backbone.decoder.config.model_type = "a-future-lm"
     with pytest.raises(ModelDirError, match="no attention projections known for model type 'a-future-lm'"):
         gpt2.family.add_lora(4)

@@ -42,15 +42,18 @@ SAMPLE_NO_REPEAT_NGRAM = 4  # `sample`'s guard: z from the prior can loop ("the 
 
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "seq2seq": {"latent_dim": 32, "layers": "last", "injection": "memory", "prefix_slots": 1, "init_logvar": 0.0,
-                "new_lr_scale": 1.0, "calibrate": False, "freeze_decoder": False, "phase1_steps": 1000, "phase2_steps": 2000},
+                "new_lr_scale": 1.0, "calibrate": False, "freeze_decoder": False, "phase1_steps": 1000, "phase2_steps": 2000,
+                "lora": 0, "batch_size": 32},
     # Measured for MiniLM + SmolLM2 (README, "Measured"): a frozen decoder and calibration make the LM read z
     # (benchmarks/levers.py); 8 prefix slots lower Rec in fewer steps than 1 (benchmarks/fidelity.py); a latent
     # of 256 pooled from the mean of all encoder layers, its layers at 3x the learning rate, carries the words
-    # best at equal wall-clock (benchmarks/latent.py). Phase 2 (beta > 0) on a z of ~750 nats destroys what phase 1
-    # built at this budget (training Rec 14 -> 70 within 20 steps, decoder frozen or not): one hour of 2 CPU cores
-    # goes to phase 1 (2000 steps at 0.65 steps/s), and phase 2 runs when asked for.
+    # best at equal wall-clock (benchmarks/latent.py), and batches of 16 with LoRA rank-16 adapters on the frozen LM
+    # add to it. Phase 2 (beta > 0) on a z of ~750 nats destroys what phase 1 built at this budget (training Rec
+    # 14 -> 70 within 20 steps, decoder frozen or not): one hour of 2 CPU cores goes to phase 1, and phase 2 runs
+    # when asked for.
     "causal": {"latent_dim": 256, "layers": "mean", "injection": "both", "prefix_slots": 8, "init_logvar": -6.0,
-               "new_lr_scale": 3.0, "calibrate": True, "freeze_decoder": True, "phase1_steps": 2000, "phase2_steps": 0},
+               "new_lr_scale": 3.0, "calibrate": True, "freeze_decoder": True, "phase1_steps": 3000, "phase2_steps": 0,
+               "lora": 16, "batch_size": 16},
 }
 """Defaults that differ by model family: `seq2seq` (an encoder-decoder) and `causal` (an encoder + a causal LM)."""
 FAMILY_INJECTIONS: dict[str, tuple[str, ...]] = {"seq2seq": INJECTIONS, "causal": ("prefix", "embedding", "both")}
@@ -127,7 +130,8 @@ class ModelSettings:
     init_logvar: float | None = setting(None, "Initial log-variance of q(z|x) (below 0: z starts close to mu, not unit noise).")
     bow: float = setting(0.0, "Weight of a bag-of-words loss: z alone predicts the sentence's words (Zhao et al. 2017); 0 = off "
                               "(no bag-of-words head).")
-    lora: int = setting(0, "LoRA rank for a causal decoder (0 = off; needs peft): only the adapters train, its base weights stay fixed.")
+    lora: int | None = setting(None, "LoRA rank for a causal decoder (0 = off): adapters (peft) on its attention train at the new "
+                                     "layers' rate, its base weights stay fixed.")
     max_length: int = setting(64, "Longest input in subword tokens, special tokens included; longer lines are truncated.")
 
     def _model_problems(self) -> list[str]:
@@ -148,7 +152,7 @@ class ModelSettings:
             problems.append(f"--prefix-slots must be >= 1, got {self.prefix_slots}")
         if self.bow < 0:
             problems.append("--bow must be >= 0")
-        if self.lora < 0:
+        if self.lora is not None and self.lora < 0:
             problems.append(f"--lora rank must be >= 0, got {self.lora}")
         if self.max_length < 4:
             problems.append(f"--max-length must be >= 4, got {self.max_length}")
@@ -178,6 +182,7 @@ class VAEConfig(ModelSettings):
         if "lora_rank" in data:  # config.json of vaecli 0.1 before the names were unified
             data.setdefault("lora", data.pop("lora_rank"))
         data.setdefault("layers", "last")  # saved before --layers existed: z came from the last layer
+        data.setdefault("lora", 0)  # saved before LoRA was a family default: no adapters
         if isinstance(data.get("bow"), bool):  # a bag-of-words head: saved as on/off before, now as its weight
             data["bow"] = float(data["bow"])
         known = {f.name for f in dataclasses.fields(cls)}
@@ -223,7 +228,7 @@ class TrainConfig(ModelSettings):
     beta_cycles: int = setting(4, "Cycles of the cyclical schedule.")
     beta_ramp: float = setting(0.5, "Fraction of each cycle (or of phase 2, for linear) spent rising from 0 to --beta-max.")
     free_bits: float = setting(0.5, "Free bits lambda: nats per latent dimension, on the batch-averaged KL (see README).")
-    batch_size: int = setting(32, "Sentences per optimizer step, all processes together (the global batch).")
+    batch_size: int | None = setting(None, "Sentences per optimizer step, all processes together (the global batch).")
     lr: float = setting(1e-4, "Peak learning rate (AdamW) of the pretrained weights.")
     new_lr_scale: float | None = setting(None, "The VAE's own layers (heads, injection) train at --lr x this.")
     warmup: float = setting(0.05, "Fraction of each phase's steps warming the learning rate up linearly; then linear decay.")

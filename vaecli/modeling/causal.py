@@ -112,7 +112,7 @@ class CausalFamily:
             from peft import LoraConfig, inject_adapter_in_model
             from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as TARGETS
         except ImportError:
-            raise ModelDirError("--lora needs peft: pip install 'vaecli[lora]'") from None
+            raise ModelDirError("--lora needs peft: pip install peft") from None
         model_type = self.backbone.decoder.config.model_type
         # peft's table of attention projections, else the query / value projections by their usual names (a model
         # type newer than the table: Phi-3's fused qkv_proj is not covered and is refused)
