@@ -52,7 +52,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     # 14 -> 70 within 20 steps, decoder frozen or not): one hour of 2 CPU cores goes to phase 1, and phase 2 runs
     # when asked for.
     "causal": {"latent_dim": 256, "layers": "mean", "injection": "both", "prefix_slots": 8, "init_logvar": -6.0,
-               "new_lr_scale": 3.0, "calibrate": True, "freeze_decoder": True, "phase1_steps": 3000, "phase2_steps": 0,
+               "new_lr_scale": 3.0, "calibrate": True, "freeze_decoder": True, "phase1_steps": 2800, "phase2_steps": 0,
                "lora": 16, "batch_size": 16},
 }
 """Defaults that differ by model family: `seq2seq` (an encoder-decoder) and `causal` (an encoder + a causal LM)."""
