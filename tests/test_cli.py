@@ -529,7 +529,8 @@ def test_help_shows_defaults_metavars_and_flags():
 
     finetune = help_lines("finetune")
     assert finetune[0] == "Usage: vae finetune [OPTIONS] {TRAIN_FILE}"
-    assert "--batch-size <int> Sentences per optimizer step, all processes together (the global batch). [default: 32]" in finetune
+    assert ("--batch-size <int> Sentences per optimizer step, all processes together (the global batch). "
+            "[default: 32 for an encoder-decoder, 16 for a causal LM]") in finetune
     assert ("--freeze-decoder --no-freeze-decoder Phase 1: keep the decoder's pretrained weights fixed (new parts still train). "
             "[default: off for an encoder-decoder, on for a causal LM]") in finetune
     assert ("--calibrate --no-calibrate Data-dependent init of the new layers on the first training batch (vaecli/training/calibrate.py). "
