@@ -230,7 +230,7 @@ class TrainConfig(ModelSettings):
     free_bits: float = setting(0.5, "Free bits lambda: nats per latent dimension, on the batch-averaged KL (see README).")
     batch_size: int | None = setting(None, "Sentences per optimizer step, all processes together (the global batch).")
     lr: float = setting(1e-4, "Peak learning rate (AdamW) of the pretrained weights.")
-    new_lr_scale: float | None = setting(None, "The VAE's own layers (heads, injection) train at --lr x this.")
+    new_lr_scale: float | None = setting(None, "The VAE's own layers (heads, injection) and LoRA adapters train at --lr x this.")
     warmup: float = setting(0.05, "Fraction of each phase's steps warming the learning rate up linearly; then linear decay.")
     weight_decay: float = setting(0.0, "AdamW weight decay.")
     clip: float = setting(1.0, "Gradient-norm clipping (0 = off).")
