@@ -68,6 +68,14 @@ VARIANTS.update({
     "new default + LoRA 16 + batch 16 + 16 prefix slots": dict(NEW, lora=16, batch_size=16, prefix_slots=16),
     "new default + LoRA 16 + batch 16 + encoder at 3x": dict(NEW, lora=16, batch_size=16, lr=3e-4, new_lr_scale=1.0),
 })
+# Round three, on top of the default of round two (LoRA 16 on the attention, batches of 16).
+ROUND2 = dict(NEW, lora=16, batch_size=16)
+VARIANTS.update({
+    "round-two default (LoRA 16 on attention, batch 16)": dict(ROUND2),
+    "round-two default + LoRA on every linear layer": dict(ROUND2, lora_targets="all"),
+    "round-two default + write scale 0.3": dict(ROUND2, write_scale=0.3),
+    "round-two default + new layers and adapters x5": dict(ROUND2, new_lr_scale=5.0),
+})
 WARM = 3  # probe steps left out of the speed
 PAIR = ("He was tapping his fingers on the table impatiently", "The motor burns cleanly")
 

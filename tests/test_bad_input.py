@@ -92,8 +92,10 @@ def test_finetune_refuses_a_float_that_is_not_finite(option, value, tmp_path):
 def test_finetune_refuses_out_of_range_floats(tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text("the old house\n")
-    r = CliRunner().invoke(app, ["finetune", str(corpus), "--clip", "-1", "--weight-decay", "-0.1", "--phase1-epochs", "0"])
-    assert one_error(r) == "error: --clip must be >= 0 (0 = off); --weight-decay must be >= 0; --phase1-epochs must be > 0"
+    r = CliRunner().invoke(app, ["finetune", str(corpus), "--clip", "-1", "--weight-decay", "-0.1", "--phase1-epochs", "0",
+                                 "--write-scale", "0"])
+    assert one_error(r) == ("error: --clip must be >= 0 (0 = off); --weight-decay must be >= 0; --write-scale must be > 0; "
+                            "--phase1-epochs must be > 0")
 
 
 @pytest.mark.parametrize("args", [["sample", "--scale", "nan"], ["sample", "--temperature", "inf"], ["decode", "--top-p", "nan"],

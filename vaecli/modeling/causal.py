@@ -106,21 +106,25 @@ class CausalFamily:
         state.position += t
         return out.logits
 
-    def add_lora(self, rank: int) -> None:
-        """LoRA adapters (peft) on the decoder's attention projections, in place: the module stays the HF model."""
+    def add_lora(self, rank: int, targets: str) -> None:
+        """LoRA adapters (peft) on the decoder's attention projections, or on every linear layer of its blocks
+        (targets "all": peft's "all-linear", which leaves the output layer alone), in place: the module stays the HF model."""
         try:
             from peft import LoraConfig, inject_adapter_in_model
             from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as TARGETS
         except ImportError:
             raise ModelDirError("--lora needs peft: pip install peft") from None
-        model_type = self.backbone.decoder.config.model_type
-        # peft's table of attention projections, else the query / value projections by their usual names (a model
-        # type newer than the table: Phi-3's fused qkv_proj is not covered and is refused)
-        names = {name.rsplit(".", 1)[-1] for name, m in self.backbone.decoder.named_modules() if isinstance(m, nn.Linear)}
-        targets = TARGETS.get(model_type) or sorted(names & {"q_proj", "v_proj"})
-        if not targets:
-            raise ModelDirError(f"--lora: no attention projections known for model type {model_type!r} (peft's table, or q_proj/v_proj)")
-        inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets), self.backbone.decoder)
+        modules: Any = "all-linear"
+        if targets == "attention":
+            model_type = self.backbone.decoder.config.model_type
+            # peft's table of attention projections, else the query / value projections by their usual names (a model
+            # type newer than the table: Phi-3's fused qkv_proj is not covered and is refused)
+            names = {name.rsplit(".", 1)[-1] for name, m in self.backbone.decoder.named_modules() if isinstance(m, nn.Linear)}
+            modules = TARGETS.get(model_type) or sorted(names & {"q_proj", "v_proj"})
+            if not modules:
+                raise ModelDirError(f"--lora: no attention projections known for model type {model_type!r} (peft's table, or q_proj/v_proj)")
+        config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=modules)
+        inject_adapter_in_model(config, self.backbone.decoder)
 
     def input_embeddings(self) -> nn.Module:
         return self.backbone.decoder.get_input_embeddings()

@@ -7,7 +7,7 @@ gap). Calibration fixes the scales before the first step:
 
 - mu: each dimension is rescaled and shifted to mean 0, standard deviation 1 over the batch, so
   the aggregate posterior starts with the prior's moments and every unit is active;
-- the projections into the decoder: each is rescaled so that what z writes is INJECTION_SCALE times
+- the projections into the decoder: each is rescaled so that what z writes is `scale` (--write-scale) times
   the size of what the decoder already carries there -- the RMS of its input embeddings (embedding
   injection), and of each layer's keys and values on the same sentences (prefix injection). At full
   size the random writes disrupt the pretrained LM, and the quickest way to lower the loss is to
@@ -24,7 +24,6 @@ import torch
 
 from vaecli.modeling.vae import VAEModel
 
-INJECTION_SCALE = 0.1
 MIN_ROWS = 2  # sentences needed to measure mu's spread
 CHUNK = 32  # sentences per decoder pass while measuring its keys and values
 
@@ -50,7 +49,7 @@ def _cache_rms(model: VAEModel, dec_in: torch.Tensor, z: torch.Tensor) -> torch.
 
 
 @torch.no_grad()
-def calibrate(model: VAEModel, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+def calibrate(model: VAEModel, batch: dict[str, torch.Tensor], scale: float) -> dict[str, float]:
     """Rescale to_mu (and its bias), to_decoder and to_embedding in place; returns the scales measured.
 
     mu's spread needs two sentences at least: with one, mu is left as it is (the report says so)."""
@@ -73,8 +72,7 @@ def calibrate(model: VAEModel, batch: dict[str, torch.Tensor]) -> dict[str, floa
     if injection in ("embedding", "both"):
         layer = model.to_embedding if injection == "both" else model.to_decoder
         target_rms = _rms(embed(dec_in))
-        scale = INJECTION_SCALE * target_rms / _rms(layer(z))
-        layer.weight.mul_(scale)
+        layer.weight.mul_(scale * target_rms / _rms(layer(z)))
         report["embedding_rms"] = float(target_rms)
     if injection in ("prefix", "both"):
         real = _cache_rms(model, dec_in, z)
@@ -83,7 +81,7 @@ def calibrate(model: VAEModel, batch: dict[str, torch.Tensor]) -> dict[str, floa
         weight = model.to_decoder.weight.view(dims.layers, 2, dims.kv_heads, slots, dims.head_dim, -1)
         for i in range(dims.layers):
             for j in range(2):
-                weight[i, j].mul_(INJECTION_SCALE * real[i, j] / _rms(out[:, i, j]))
+                weight[i, j].mul_(scale * real[i, j] / _rms(out[:, i, j]))
         report["prefix_rms_layer0"] = float(real[0, 0])
     model.train(was_training)
     return report
