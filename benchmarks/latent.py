@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=15)
     parser.add_argument("--threads", type=int, default=2, help="threads of the speed probe (the idle machine's cores)")
     parser.add_argument("--jobs", type=int, default=1, help="training runs at a time (each with threads / jobs threads)")
-    parser.add_argument("--data", default="wordnet")
+    parser.add_argument("--data", default="wordnet", help="a folder of ../shared/data (wordnet, austen), or the path of one holding train.txt and valid.txt")
     parser.add_argument("--eval", type=int, default=300)
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--probe", type=int, default=12)
