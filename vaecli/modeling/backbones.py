@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vaecli.config import EMBEDDED_DECODER, EMBEDDED_ENCODER, VAEConfig
+from vaecli.config import EMBEDDED_DECODER, EMBEDDED_ENCODER, ENCODER_IS_DECODER, VAEConfig
 from vaecli.errors import ModelDirError
 from vaecli.modeling.hub import hub_offline
 from vaecli.modeling.layout import is_model_dir
@@ -72,14 +72,19 @@ def build_vae(name: str, vae_config: VAEConfig) -> VAEModel:
 
 
 def build_causal_vae(encoder: str, decoder: str, vae_config: VAEConfig) -> VAEModel:
-    """A new encoder + causal-LM VAE: `encoder` and `decoder` are embedded names, hub names or local directories."""
+    """A new encoder + causal-LM VAE: `encoder` and `decoder` are embedded names, hub names or local directories
+    (`encoder` may also be ENCODER_IS_DECODER: the causal LM reads the sentence itself)."""
     from vaecli.modeling.causal import EncoderAndLM
+    from vaecli.modeling.embedded import smollm2_path
 
+    if encoder == ENCODER_IS_DECODER:
+        from vaecli.modeling.lm_reader import LMReader
+
+        lm, lm_tok = pretrained("--decoder", smollm2_path() if decoder == EMBEDDED_DECODER else decoder, "AutoModelForCausalLM", "causal LM")
+        return VAEModel(EncoderAndLM(LMReader(lm), lm), vae_config, lm_tok, lm_tok)
     enc_model, enc_tok = pretrained("--encoder", minilm_path() if encoder == EMBEDDED_ENCODER else encoder, "AutoModel", "encoder")
     if getattr(enc_model.config, "is_encoder_decoder", False):
         raise ModelDirError(f"--encoder {encoder} is an encoder-decoder; pass it as --model, or name an encoder (BERT, RoBERTa, MiniLM)")
-    from vaecli.modeling.embedded import smollm2_path
-
     dec_model, dec_tok = pretrained("--decoder", smollm2_path() if decoder == EMBEDDED_DECODER else decoder, "AutoModelForCausalLM", "causal LM")
     return VAEModel(EncoderAndLM(enc_model, dec_model), vae_config, enc_tok, dec_tok)
 

@@ -138,6 +138,7 @@ class CausalFamily:
 
     def config_dict(self) -> dict[str, Any]:
         enc, dec = self.backbone.encoder, self.backbone.decoder
+        # An LMReader's config is the decoder's own (written twice: config.json stays one shape for both encoders).
         return {"encoder_class": type(enc).__name__, "encoder": enc.config.to_dict(),
                 "decoder_class": type(dec).__name__, "decoder": dec.config.to_dict()}
 
@@ -145,8 +146,12 @@ class CausalFamily:
     def backbone_from_config(saved: dict[str, Any], build: Any) -> EncoderAndLM:
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_MAPPING_NAMES
 
-        encoder = build(saved["encoder_class"], saved["encoder"], MODEL_MAPPING_NAMES)
+        from vaecli.modeling.lm_reader import READER_CLASS, LMReader
+
         decoder = build(saved["decoder_class"], saved["decoder"], MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+        if saved.get("encoder_class") == READER_CLASS:  # the decoder reads its own sentences: nothing more to build
+            return EncoderAndLM(LMReader(decoder), decoder)
+        encoder = build(saved["encoder_class"], saved["encoder"], MODEL_MAPPING_NAMES)
         return EncoderAndLM(encoder, decoder)
 
     def save_tokenizers(self, tokenizer: Any, decoder_tokenizer: Any, directory: Any) -> None:

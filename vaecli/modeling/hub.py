@@ -1,7 +1,7 @@
 """Whether a `--model` / `--encoder` / `--decoder` name can name a backbone, decided without torch or transformers.
 
 `vae finetune --model NAME` takes `minilm`, a local directory, or a hub name (`--encoder`: `minilm` too;
-`--decoder`: `smollm2`). A typo used to surface,
+`decoder`, the causal LM itself; `--decoder`: `smollm2`). A typo used to surface,
 after the heavy imports, as the hub's network error ("We couldn't connect to 'https://huggingface.co'").
 Offline (HF_HUB_OFFLINE set), a name that is neither a directory nor in the hub cache cannot load:
 it is refused at once, as a bad option (exit 2).
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vaecli.config import EMBEDDED_DECODER, EMBEDDED_ENCODER
+from vaecli.config import EMBEDDED_DECODER, EMBEDDED_ENCODER, ENCODER_IS_DECODER
 from vaecli.errors import InputError
 
 EMBEDDED = {"--model": EMBEDDED_ENCODER, "--encoder": EMBEDDED_ENCODER, "--decoder": EMBEDDED_DECODER}
@@ -41,7 +41,7 @@ def unknown_model(name: str, option: str = "--model") -> InputError:
 def check_backbone_name(name: str, option: str = "--model") -> None:
     """Refuse a backbone name that cannot load: a missing path, or, offline, a name the hub cache lacks."""
     path = Path(name)
-    if name == EMBEDDED[option] or path.is_dir():
+    if name == EMBEDDED[option] or (option == "--encoder" and name == ENCODER_IS_DECODER) or path.is_dir():
         return
     if path.exists() or name.startswith((".", "/", "~")):
         raise InputError(f"{option} {name}: no such directory")
