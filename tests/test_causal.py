@@ -29,6 +29,17 @@ INJECTIONS = ["prefix", "embedding", "both"]
 TINY = dict(batch_size=8, valid_every=4, save_every=100, bf16="no", valid_size=40, latent_dim=8, lr=1e-3)
 
 
+def assert_base_weights_kept(base: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> None:
+    """Every pretrained weight of the LM (`base`) is in the saved VAE (`after`) bit for bit, under LoRA's names too."""
+    compared = 0
+    for k, v in after.items():
+        name = k.removeprefix("backbone.decoder.").replace(".base_layer", "")
+        if k.startswith("backbone.decoder.") and name in base:  # tied weights are stored under one name
+            assert torch.equal(base[name], v), name
+            compared += 1
+    assert compared >= len(base) - 1
+
+
 def make(bert_dir, lm_dir, injection="both", **kw) -> VAEModel:
     torch.manual_seed(0)
     return build_causal_vae(str(bert_dir), str(lm_dir), VAEConfig(injection=injection, latent_dim=8, **kw)).eval()
@@ -247,13 +258,7 @@ def test_lora_trains_adapters_only_and_reloads(bert_dir, llama_dir, corpus, tmp_
     base = load_file(str(llama_dir / "model.safetensors"))
     adapters = [k for k in after if "lora_B" in k]
     assert adapters and all(after[k].abs().sum() > 0 for k in adapters)  # lora_B starts at 0: it trained
-    compared = 0
-    for k, v in after.items():
-        name = k.removeprefix("backbone.decoder.").replace(".base_layer", "")
-        if k.startswith("backbone.decoder.") and name in base:  # tied weights are stored under one name
-            assert torch.equal(base[name], v), name
-            compared += 1
-    assert compared >= len(base) - 1
+    assert_base_weights_kept(base, after)
     loaded = VAEModel.from_pretrained(out / "checkpoint")
     batch = loaded.tokenize_batch(SENTENCES)
     with torch.no_grad():
@@ -435,13 +440,7 @@ def test_finetune_with_the_decoder_as_encoder(llama_dir, corpus, valid, tmp_path
     assert result.exit_code == 0, result.stderr
     base = load_file(llama_dir / "model.safetensors")
     after = load_file(out / "model.safetensors")
-    compared = 0
-    for k, v in after.items():
-        name = k.removeprefix("backbone.decoder.").replace(".base_layer", "")
-        if k.startswith("backbone.decoder.") and name in base:  # tied weights are stored under one name
-            assert torch.equal(base[name], v), name
-            compared += 1
-    assert compared >= len(base) - 1
+    assert_base_weights_kept(base, after)
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in after.items()) and not any(k.startswith("backbone.encoder.") for k in after)
     vectors = runner.invoke(app, ["encode", "the old house", "a dog", "--model", str(out)]).stdout
     assert len(runner.invoke(app, ["decode", "--model", str(out)], input=vectors).stdout.splitlines()) == 2
