@@ -106,7 +106,7 @@ def test_family_defaults():
     causal, seq2seq, given = TrainConfig(train_file="x"), TrainConfig(train_file="x", model="minilm"), TrainConfig(train_file="x", prefix_slots=2)
     assert (causal.encoder, causal.decoder, causal.latent_dim, causal.layers, causal.injection, causal.prefix_slots, causal.free_bits,
             causal.init_logvar, causal.freeze_decoder, causal.calibrate, causal.new_lr_scale) == (
-        "minilm", "smollm2", 256, "mean", "both", 8, 0.5, -6.0, True, True, 3.0)
+        "decoder", "smollm2", 256, "mean", "both", 8, 0.5, -6.0, True, True, 3.0)
     assert (seq2seq.latent_dim, seq2seq.layers, seq2seq.injection, seq2seq.prefix_slots, seq2seq.free_bits, seq2seq.init_logvar,
             seq2seq.freeze_decoder, seq2seq.calibrate, seq2seq.new_lr_scale) == (32, "last", "memory", 1, 0.5, 0.0, False, False, 1.0)
     assert given.prefix_slots == 2 and causal.vae_config().prefix_slots == 8

@@ -10,7 +10,7 @@ import typer
 from vaecli.cli.common import FLAG, err, handled, quiet_libraries
 from vaecli.cli.progress import Reporter, kept_text
 from vaecli.cli.settings import with_settings
-from vaecli.config import EMBEDDED_DECODER, EMBEDDED_ENCODER
+from vaecli.config import EMBEDDED_DECODER, ENCODER_IS_DECODER
 
 CONTROL = [
     inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
@@ -54,6 +54,6 @@ def finetune(**values: Any) -> None:
 
 finetune.__doc__ = ("Finetune a pretrained Transformer into a text VAE (phase 1, then phase 2; for a causal LM phase 1 alone unless "
                     "--phase2-steps is given) and write a model directory. Two families: "
-                    f"an encoder + a causal LM (--encoder / --decoder; the default pair is {EMBEDDED_ENCODER} + {EMBEDDED_DECODER}, "
-                    f"MiniLM + SmolLM2-135M, both offline) or an encoder-decoder (--model: T5, BART, BERT2BERT).")
+                    f"an encoder + a causal LM (--encoder / --decoder; the default is {EMBEDDED_DECODER}, SmolLM2-135M, offline, "
+                    f"reading its own sentences: --encoder {ENCODER_IS_DECODER}) or an encoder-decoder (--model: T5, BART, BERT2BERT).")
 with_settings(finetune, CONTROL)
