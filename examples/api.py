@@ -15,7 +15,7 @@ vae = TextVAE.from_pretrained(os.environ.get("VAE_MODEL", "vae-model"))
 
 one = vae.encode("the old house")  # (d,) float32
 many = vae.encode(["the old house", "the priest said mass"])  # (2, d)
-assert np.allclose(one, many[0], atol=1e-6)
+assert np.allclose(one, many[0], atol=1e-5)  # the same vector alone or in a batch, to float precision
 print("latent size:", one.shape[0])
 print("reconstructions:", vae.decode(many))
 print("beam search:", vae.decode(vae.encode(["the old house", "a dog"]), beam=3))
