@@ -77,15 +77,18 @@ def build_causal_vae(encoder: str, decoder: str, vae_config: VAEConfig) -> VAEMo
     from vaecli.modeling.causal import EncoderAndLM
     from vaecli.modeling.embedded import smollm2_path
 
+    def load_decoder() -> tuple[Any, Any]:
+        return pretrained("--decoder", smollm2_path() if decoder == EMBEDDED_DECODER else decoder, "AutoModelForCausalLM", "causal LM")
+
     if encoder == ENCODER_IS_DECODER:
         from vaecli.modeling.lm_reader import LMReader
 
-        lm, lm_tok = pretrained("--decoder", smollm2_path() if decoder == EMBEDDED_DECODER else decoder, "AutoModelForCausalLM", "causal LM")
+        lm, lm_tok = load_decoder()
         return VAEModel(EncoderAndLM(LMReader(lm), lm), vae_config, lm_tok, lm_tok)
     enc_model, enc_tok = pretrained("--encoder", minilm_path() if encoder == EMBEDDED_ENCODER else encoder, "AutoModel", "encoder")
     if getattr(enc_model.config, "is_encoder_decoder", False):
         raise ModelDirError(f"--encoder {encoder} is an encoder-decoder; pass it as --model, or name an encoder (BERT, RoBERTa, MiniLM)")
-    dec_model, dec_tok = pretrained("--decoder", smollm2_path() if decoder == EMBEDDED_DECODER else decoder, "AutoModelForCausalLM", "causal LM")
+    dec_model, dec_tok = load_decoder()
     return VAEModel(EncoderAndLM(enc_model, dec_model), vae_config, enc_tok, dec_tok)
 
 
