@@ -78,6 +78,13 @@ VARIANTS.update({
     "round-two default + encoder tokens deleted 10%": dict(ROUND2, phase1_denoise=0.1),
     "round-two default, the decoder LM as encoder (--encoder decoder)": dict(ROUND2, encoder="decoder"),
 })
+# Round five, on top of round four's default (the decoder LM reads its own sentences with all its layers).
+ROUND4 = dict(ROUND2, encoder="decoder")
+VARIANTS.update({
+    "round-four default + the LM reads with its first 10 layers": dict(ROUND4, reader_layers=10),
+    "round-four default + new layers and adapters x5": dict(ROUND4, new_lr_scale=5.0),
+    "round-four default + the LM reads with its first 10 layers, x5": dict(ROUND4, reader_layers=10, new_lr_scale=5.0),
+})
 WARM = 3  # probe steps left out of the speed
 PAIR = ("He was tapping his fingers on the table impatiently", "The motor burns cleanly")
 

@@ -425,6 +425,54 @@ def test_the_decoder_reads_its_own_sentences(lm_dirs, lm, tmp_path):
     assert torch.equal(a.mu, c.mu) and torch.equal(a.logits, c.logits)
 
 
+@pytest.mark.parametrize("lm", ["llama", "gpt2", "gemma3"])
+def test_the_decoder_reads_with_its_first_blocks(lm_dirs, more_lm_dirs, lm, tmp_path):
+    """--reader-layers K: the LM reads with its first K blocks and never runs the others; the states it shares with a
+    full read are equal, the pooler sizes itself to K + 1 states, rows stay independent, and save -> load keeps K."""
+    from vaecli.modeling.lm_reader import LMReader
+
+    lm_dir = {**lm_dirs, **more_lm_dirs}[lm]
+    vae = build_causal_vae("decoder", str(lm_dir), VAEConfig(latent_dim=8, reader_layers=1, layers="mix")).eval()
+    blocks = vae.backbone.decoder.config.num_hidden_layers
+    assert blocks >= 2 and vae.dims.enc_states == 2 and vae.pooler.layer_weights.numel() == 2
+    body = vae.backbone.decoder.base_model
+    block_list = next(child for child in body.children() if isinstance(child, torch.nn.ModuleList))
+    ran = []
+    hooks = [block.register_forward_hook(lambda module, args, output, i=i: ran.append(i)) for i, block in enumerate(block_list)]
+    batch = vae.tokenize_batch(SENTENCES)
+    whole = LMReader(vae.backbone.decoder)(batch["input_ids"], batch["attention_mask"])  # the same LM, read whole
+    assert ran == list(range(blocks)) and len(whole.hidden_states) == blocks + 1
+    for _ in range(2):  # the same on every call (transformers' hidden-state hooks are installed once)
+        ran.clear()
+        cut = vae.backbone.encoder(batch["input_ids"], batch["attention_mask"])
+        assert ran == [0] and len(cut.hidden_states) == 2  # the embeddings and block 1; blocks 2.. never ran
+    assert len(block_list) == blocks  # put back whole
+    for hook in hooks:
+        hook.remove()
+    torch.testing.assert_close(cut.hidden_states[0], whole.hidden_states[0], atol=0, rtol=0)
+    a_batch, b_batch = vae.tokenize_batch(SENTENCES), vae.tokenize_batch([SENTENCES[0]] + OTHERS[1:])
+    with torch.no_grad():
+        calibrate(vae, vae.tokenize_batch(SENTENCES + OTHERS), 0.1)
+        a, b = vae(**a_batch, sample=False), vae(**b_batch, sample=False)
+    torch.testing.assert_close(a.mu[0], b.mu[0], atol=1e-5, rtol=0)
+    vae.save_pretrained(tmp_path)
+    loaded = VAEModel.from_pretrained(tmp_path)
+    assert loaded.backbone.encoder.depth == 1 and loaded.config.reader_layers == 1
+    with torch.no_grad():  # a fresh LM whose first read is the shallow one, read twice
+        c, again = loaded(**a_batch, sample=False), loaded(**a_batch, sample=False)
+    assert torch.equal(a.mu, c.mu) and torch.equal(a.logits, c.logits) and torch.equal(c.mu, again.mu)
+    with pytest.raises(ConfigError, match=f"--reader-layers {blocks + 1}: .* has {blocks} blocks"):
+        build_causal_vae("decoder", str(lm_dir), VAEConfig(latent_dim=8, reader_layers=blocks + 1))
+
+
+def test_reader_layers_needs_the_decoder_as_encoder(bert_dir, llama_dir):
+    """--reader-layers with another encoder, or below 0, is refused in one line before anything loads."""
+    with pytest.raises(ConfigError, match="--reader-layers sets how deep the decoder LM reads: it needs --encoder decoder"):
+        TrainConfig(train_file="t.txt", encoder=str(bert_dir), decoder=str(llama_dir), reader_layers=2)
+    with pytest.raises(ConfigError, match="--reader-layers must be >= 0, got -1"):
+        TrainConfig(train_file="t.txt", reader_layers=-1)
+
+
 def test_finetune_with_the_decoder_as_encoder(llama_dir, corpus, valid, tmp_path):
     """The CLI: `--encoder decoder` with LoRA trains the heads and adapters, leaves the LM's weights as they were, and the
     model encodes and decodes; the reserved name needs no directory, offline too."""

@@ -122,6 +122,7 @@ class ModelSettings:
     latent_dim: int | None = setting(None, "Size of z.")
     layers: Layers | None = setting(None, "Which encoder layers z is pooled from: last, mean (the plain mean of every layer's states, "
                                      "embeddings included) or mix (a learned softmax-weighted mix of them, ELMo's scalar mix).")
+    reader_layers: int = setting(0, f"With --encoder {ENCODER_IS_DECODER}: the LM reads with its first N blocks only (0: all of them).")
     pooling: Pooling = setting("mean", "How the tokens' states become one vector: mean or max over real (non-padding) tokens, or "
                                        "attention (--pool-queries learned queries, their results concatenated).")
     pool_queries: int = setting(4, "Learned queries of --pooling attention.")
@@ -149,6 +150,8 @@ class ModelSettings:
             problems.append(f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         if self.layers is not None and self.layers not in LAYERS:
             problems.append(f"--layers must be one of {', '.join(LAYERS)}, got {self.layers!r}")
+        if self.reader_layers < 0:
+            problems.append(f"--reader-layers must be >= 0, got {self.reader_layers}")
         if self.pool_queries < 1:
             problems.append(f"--pool-queries must be >= 1, got {self.pool_queries}")
         if self.injection is not None and self.injection not in INJECTIONS:
@@ -325,6 +328,8 @@ class TrainConfig(ModelSettings):
             self.encoder = self.encoder or ENCODER_IS_DECODER
             self.decoder = self.decoder or EMBEDDED_DECODER
         fill_family_defaults(self, self.family)
+        if self.reader_layers and self.encoder != ENCODER_IS_DECODER:
+            problems.append(f"--reader-layers sets how deep the decoder LM reads: it needs --encoder {ENCODER_IS_DECODER}")
         if self.new_lr_scale <= 0:
             problems.append("--new-lr-scale must be > 0")
         return problems + family_problems(self.family, self.injection, self.lora)

@@ -150,7 +150,9 @@ class CausalFamily:
 
         decoder = build(saved["decoder_class"], saved["decoder"], MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
         if saved.get("encoder_class") == READER_CLASS:  # the decoder reads its own sentences: nothing more to build
-            return EncoderAndLM(LMReader(decoder), decoder)
+            from vaecli.config import VAEConfig
+
+            return EncoderAndLM(LMReader(decoder, VAEConfig.from_dict(saved["vae"]).reader_layers), decoder)
         encoder = build(saved["encoder_class"], saved["encoder"], MODEL_MAPPING_NAMES)
         return EncoderAndLM(encoder, decoder)
 

@@ -9,12 +9,19 @@ LM's residual stream has a few dimensions hundreds of times larger than the rest
 above all), so each layer's states are standardised per token (layer norm without weights) before the
 pooler averages them.
 
+`--reader-layers K` reads with the LM's first K blocks only: the rest of the forward is skipped (a 30-layer
+LM read by 10 costs a third of the pass), and an LM's early layers keep more of a sentence's words than its last
+(a linear probe on SmolLM2: 0.63 of the words recovered from layer 2 against 0.50 from layer 30).
+
 `LMReader` holds the LM without registering it as a submodule: it owns no parameter, and the model's
 weights are saved once, under `decoder.*`.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,17 +38,45 @@ class LMReader(nn.Module):
 
     pooler = None
 
-    def __init__(self, lm: nn.Module) -> None:
+    def __init__(self, lm: nn.Module, depth: int = 0) -> None:
         super().__init__()
         self.__dict__["lm"] = lm  # a reference, not a submodule: no parameter of its own, saved once as the decoder
+        self.depth = depth
+        """Blocks that read (0: all of them)."""
 
     @property
     def config(self) -> Any:
-        return self.lm.config
+        """The LM's config; reading with fewer blocks, a copy that says how many (what the pooler and config.json see)."""
+        if not self.depth:
+            return self.lm.config
+        cut = copy.deepcopy(self.lm.config)
+        cut.num_hidden_layers = self.depth
+        return cut
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = True) -> Any:
         body = self.lm.base_model  # the transformer without its vocabulary head: the logits are never needed
-        with torch.no_grad():
+        with torch.no_grad(), first_blocks(body, self.depth) if self.depth else nullcontext():
             out = body(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, use_cache=False)
+        if len(out.hidden_states) != self.config.num_hidden_layers + 1:  # e.g. hooks installed by a shallower read first
+            raise RuntimeError(f"the LM returned {len(out.hidden_states)} hidden states, not {self.config.num_hidden_layers + 1}")
         states = tuple(nn.functional.layer_norm(h.float(), h.shape[-1:]).to(h.dtype) for h in out.hidden_states)
         return SimpleNamespace(hidden_states=states, last_hidden_state=states[-1])
+
+
+@contextmanager
+def first_blocks(body: nn.Module, depth: int) -> Iterator[None]:
+    """Within the block, `body` (a decoder-only transformer) runs only its first `depth` blocks: its list of blocks (the
+    child ModuleList as long as the config's layer count: Llama's `layers`, GPT-2's `h`) is cut, and put back after.
+
+    The body itself runs, not a copy: transformers installs its hidden-state hooks once per model object, so a fresh
+    copy at every call would add a set of hooks to the shared blocks each time."""
+    count = body.config.num_hidden_layers
+    names = [name for name, child in body.named_children() if isinstance(child, nn.ModuleList) and len(child) == count]
+    if len(names) != 1:
+        raise ValueError(f"--reader-layers: cannot find the list of {count} blocks in {type(body).__name__}")
+    blocks = body._modules[names[0]]
+    body._modules[names[0]] = nn.ModuleList(list(blocks)[:depth])
+    try:
+        yield
+    finally:
+        body._modules[names[0]] = blocks
