@@ -85,6 +85,12 @@ VARIANTS.update({
     "round-four default + new layers and adapters x5": dict(ROUND4, new_lr_scale=5.0),
     "round-four default + the LM reads with its first 10 layers, x5": dict(ROUND4, reader_layers=10, new_lr_scale=5.0),
 })
+# Round six: against the second pass memorised (training Rec far under valid), on 5,000 sentences seen 2.2 times.
+VARIANTS.update({
+    "round-four default + LoRA dropout 0.1": dict(ROUND4, lora_dropout=0.1),
+    "round-four default + LoRA dropout 0.3": dict(ROUND4, lora_dropout=0.3),
+    "round-four default + weight decay 0.1": dict(ROUND4, weight_decay=0.1),
+})
 WARM = 3  # probe steps left out of the speed
 PAIR = ("He was tapping his fingers on the table impatiently", "The motor burns cleanly")
 

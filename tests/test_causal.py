@@ -375,6 +375,28 @@ def test_lora_targets_attention_or_every_linear_layer(bert_dir, llama_dir, tmp_p
         VAEConfig(lora_targets="mlp")
 
 
+def test_lora_dropout(bert_dir, llama_dir, tmp_path):
+    """--lora-dropout drops the adapters' input while training only: two training forwards differ, two in eval mode
+    are equal; it is saved; outside [0, 1) it is refused in one line."""
+    pytest.importorskip("peft")
+    vae = build_causal_vae(str(bert_dir), str(llama_dir), VAEConfig(latent_dim=8, lora=4, lora_dropout=0.5))
+    drops = [m.p for name, m in vae.named_modules() if "lora_dropout" in name and isinstance(m, torch.nn.Dropout)]
+    assert drops and set(drops) == {0.5}
+    for module in vae.modules():  # non-zero adapters, so that what drops shows in the logits
+        if hasattr(module, "lora_B") and "default" in getattr(module, "lora_B", {}):
+            torch.nn.init.normal_(module.lora_B["default"].weight, std=0.5)
+    batch = vae.tokenize_batch(SENTENCES)
+    with torch.no_grad():
+        vae.train()
+        assert not torch.equal(vae(**batch, sample=False).logits, vae(**batch, sample=False).logits)
+        vae.eval()
+        assert torch.equal(vae(**batch, sample=False).logits, vae(**batch, sample=False).logits)
+    vae.save_pretrained(tmp_path)
+    assert VAEModel.from_pretrained(tmp_path).config.lora_dropout == 0.5
+    with pytest.raises(ConfigError, match=r"--lora-dropout must be in \[0, 1\), got 1.0"):
+        VAEConfig(latent_dim=8, lora=4, lora_dropout=1.0)
+
+
 def test_lora_on_a_model_type_peft_does_not_list(bert_dir, llama_dir, gpt2_dir):
     """A decoder newer than peft's table gets adapters on its q_proj / v_proj; one without them is refused in one line."""
     pytest.importorskip("peft")

@@ -140,6 +140,7 @@ class ModelSettings:
     lora_targets: LoraTargets = setting("attention", "Where --lora puts its adapters: attention (the projections peft lists for the "
                                                      "decoder's model type, else q_proj and v_proj) or all (every linear layer of the "
                                                      "decoder's blocks, MLP included; not the output layer).")
+    lora_dropout: float = setting(0.0, "Dropout on the LoRA adapters' input while training (peft's lora_dropout): a regulariser.")
     max_length: int = setting(64, "Longest input in subword tokens, special tokens included; longer lines are truncated.")
 
     def _model_problems(self) -> list[str]:
@@ -164,6 +165,8 @@ class ModelSettings:
             problems.append("--bow must be >= 0")
         if self.lora is not None and self.lora < 0:
             problems.append(f"--lora rank must be >= 0, got {self.lora}")
+        if not 0 <= self.lora_dropout < 1:
+            problems.append(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
         if self.lora_targets not in LORA_TARGETS:
             problems.append(f"--lora-targets must be one of {', '.join(LORA_TARGETS)}, got {self.lora_targets!r}")
         if self.max_length < 4:

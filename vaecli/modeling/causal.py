@@ -106,7 +106,7 @@ class CausalFamily:
         state.position += t
         return out.logits
 
-    def add_lora(self, rank: int, targets: str) -> None:
+    def add_lora(self, rank: int, targets: str, dropout: float = 0.0) -> None:
         """LoRA adapters (peft) on the decoder's attention projections, or on every linear layer of its blocks
         (targets "all": peft's "all-linear", which leaves the output layer alone), in place: the module stays the HF model."""
         try:
@@ -123,7 +123,7 @@ class CausalFamily:
             modules = TARGETS.get(model_type) or sorted(names & {"q_proj", "v_proj"})
             if not modules:
                 raise ModelDirError(f"--lora: no attention projections known for model type {model_type!r} (peft's table, or q_proj/v_proj)")
-        config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=modules)
+        config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=dropout, target_modules=modules)
         inject_adapter_in_model(config, self.backbone.decoder)
 
     def input_embeddings(self) -> nn.Module:

@@ -86,9 +86,9 @@ class Family(Protocol):
         """Next-token logits (B, T, V) for decoder inputs `ids` after what `state` holds; appends to its cache."""
         ...
 
-    def add_lora(self, rank: int, targets: str) -> None:
+    def add_lora(self, rank: int, targets: str, dropout: float = 0.0) -> None:
         """Put LoRA adapters of this rank on the decoder, in place: on its attention (targets "attention") or on
-        every linear layer of its blocks ("all")."""
+        every linear layer of its blocks ("all"), with `dropout` on their input while training."""
         ...
 
     def input_embeddings(self) -> torch.nn.Module:

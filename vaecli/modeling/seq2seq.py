@@ -84,7 +84,7 @@ class Seq2SeqFamily:
         )
         return out.logits
 
-    def add_lora(self, rank: int, targets: str) -> None:
+    def add_lora(self, rank: int, targets: str, dropout: float = 0.0) -> None:
         raise NotImplementedError("LoRA adapts a causal LM decoder (config.family_problems refuses it before this)")
 
     def input_embeddings(self) -> torch.nn.Module:

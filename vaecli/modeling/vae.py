@@ -108,7 +108,7 @@ class VAEModel(nn.Module):
         if problems:  # a crafted config.json, or VAEConfig settings that do not fit the backbone
             raise ModelDirError("; ".join(problems))
         if config.lora:
-            self.family.add_lora(config.lora, config.lora_targets)
+            self.family.add_lora(config.lora, config.lora_targets, config.lora_dropout)
         dims = self.family.dims
         self.dims = dims
         self.start_id, self.eos_id, self.pad_id = self.family.start_id, self.family.eos_id, self.family.pad_id
