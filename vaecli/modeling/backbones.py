@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vaecli.config import EMBEDDED_DECODER, EMBEDDED_ENCODER, ENCODER_IS_DECODER, VAEConfig
-from vaecli.errors import ConfigError, ModelDirError
+from vaecli.errors import ModelDirError
 from vaecli.modeling.hub import hub_offline
 from vaecli.modeling.layout import is_model_dir
 from vaecli.modeling.vae import VAEModel
@@ -84,9 +84,6 @@ def build_causal_vae(encoder: str, decoder: str, vae_config: VAEConfig) -> VAEMo
         from vaecli.modeling.lm_reader import LMReader
 
         lm, lm_tok = load_decoder()
-        blocks = lm.config.num_hidden_layers
-        if vae_config.reader_layers > blocks:
-            raise ConfigError(f"--reader-layers {vae_config.reader_layers}: {decoder} has {blocks} blocks")
         return VAEModel(EncoderAndLM(LMReader(lm, vae_config.reader_layers), lm), vae_config, lm_tok, lm_tok)
     enc_model, enc_tok = pretrained("--encoder", minilm_path() if encoder == EMBEDDED_ENCODER else encoder, "AutoModel", "encoder")
     if getattr(enc_model.config, "is_encoder_decoder", False):

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from vaecli.errors import ConfigError
+
 READER_CLASS = "LMReader"
 """What config.json names as the encoder class of a model whose decoder reads its own sentences."""
 
@@ -42,6 +44,8 @@ class LMReader(nn.Module):
     def __init__(self, lm: nn.Module, depth: int = 0) -> None:
         super().__init__()
         self.__dict__["lm"] = lm  # a reference, not a submodule: no parameter of its own, saved once as the decoder
+        if depth > lm.config.num_hidden_layers:
+            raise ConfigError(f"--reader-layers {depth}: the LM has {lm.config.num_hidden_layers} blocks")
         self.depth = depth
         """Blocks that read (0: all of them)."""
 
