@@ -90,6 +90,7 @@ VARIANTS.update({
     "round-four default + LoRA dropout 0.1": dict(ROUND4, lora_dropout=0.1),
     "round-four default + LoRA dropout 0.3": dict(ROUND4, lora_dropout=0.3),
     "round-four default + weight decay 0.1": dict(ROUND4, weight_decay=0.1),
+    "round-four default, seed 43": dict(ROUND4, seed=43),  # how far a seed alone moves a row
 })
 WARM = 3  # probe steps left out of the speed
 PAIR = ("He was tapping his fingers on the table impatiently", "The motor burns cleanly")
