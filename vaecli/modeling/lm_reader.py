@@ -48,6 +48,8 @@ class LMReader(nn.Module):
             raise ConfigError(f"--reader-layers {depth}: the LM has {lm.config.num_hidden_layers} blocks")
         self.depth = depth
         """Blocks that read (0: all of them)."""
+        self.states = (depth or lm.config.num_hidden_layers) + 1
+        """Hidden states a read returns: the embeddings' and each reading block's."""
 
     @property
     def config(self) -> Any:
@@ -62,8 +64,8 @@ class LMReader(nn.Module):
         body = self.lm.base_model  # the transformer without its vocabulary head: the logits are never needed
         with torch.no_grad(), first_blocks(body, self.depth) if self.depth else nullcontext():
             out = body(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, use_cache=False)
-        if len(out.hidden_states) != self.config.num_hidden_layers + 1:  # e.g. hooks installed by a shallower read first
-            raise RuntimeError(f"the LM returned {len(out.hidden_states)} hidden states, not {self.config.num_hidden_layers + 1}")
+        if len(out.hidden_states) != self.states:  # e.g. hooks installed by a shallower read first
+            raise RuntimeError(f"the LM returned {len(out.hidden_states)} hidden states, not {self.states}")
         states = tuple(nn.functional.layer_norm(h.float(), h.shape[-1:]).to(h.dtype) for h in out.hidden_states)
         return SimpleNamespace(hidden_states=states, last_hidden_state=states[-1])
 
