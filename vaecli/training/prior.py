@@ -9,7 +9,7 @@ from vaecli.modeling.prior import AggregatePrior
 from vaecli.modeling.vae import VAEModel
 from vaecli.training.data import Corpus
 
-PRIOR_SENTENCES = 5000  # enough for a full covariance of a few hundred dimensions; ~15 s to encode on 2 CPU cores
+PRIOR_SENTENCES = 5000  # enough for a full covariance of a few hundred dimensions; ~40 s for SmolLM2 to read in bf16 on 2 CPU cores
 
 
 def fit_aggregate_prior(model: VAEModel, data: Corpus, seed: int, limit: int = PRIOR_SENTENCES) -> AggregatePrior:

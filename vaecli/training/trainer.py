@@ -66,7 +66,9 @@ def finetune(cfg: TrainConfig, on_event: Callable[[Event], None] | None = None, 
         if run.accelerator.is_main_process and len(run.train_data) >= 2:
             if run.keeper.kept is not None:  # the prior belongs to the kept weights: loaded in place, no second model in memory
                 run.model.load_weights(run.run_dir.path / WEIGHTS_NAME)
-            run.run_dir.save_prior(fit_aggregate_prior(run.model.eval(), run.train_data, run.cfg.seed))
+            with run.accelerator.autocast():  # the precision training ran in (bf16: 2.2x faster for SmolLM2 reading)
+                prior = fit_aggregate_prior(run.model.eval(), run.train_data, run.cfg.seed)
+            run.run_dir.save_prior(prior)
         run.run_dir.write_training(training_record(run))
         run.tracking.end()
         if run.keeper.kept is not None:
