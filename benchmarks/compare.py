@@ -82,9 +82,9 @@ def main() -> None:
             started = time.perf_counter()
             out = finetune(cfg)
             vae = TextVAE.from_pretrained(out)
-            m = evaluate(vae, texts, iw_samples=10)
+            m = evaluate(vae, texts, iw_samples=10, beam=1)
             example = {
-                "reconstructions": list(zip(texts[:10], vae.decode(vae.encode(texts[:10])))),
+                "reconstructions": list(zip(texts[:10], vae.decode(vae.encode(texts[:10]), beam=1))),
                 "interpolation": vae.interpolate(*PAIR, steps=5),
                 "samples": vae.sample(SAMPLES, seed=0),
             }

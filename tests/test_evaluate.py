@@ -123,11 +123,12 @@ def test_evaluate_reports_progress_per_stage(vae):
 def test_evaluate_table_rows_name_au_of_dims_and_bleu_tokenisation():
     from vaecli.cli.evaluate import metric_rows
 
-    rows = metric_rows({"rec": 54.53, "au": 29, "latent_dim": 32, "bleu": 12.5})
+    rows = metric_rows({"rec": 54.53, "au": 29, "latent_dim": 32, "bleu": 12.5, "beam": 4})
     assert rows == [
         ("Rec", "54.530", "nats/sentence, z ~ q(z|x)"),
         ("AU", "29 / 32", "active / latent dims, Cov(mu) >= 0.01"),
-        ("BLEU", "12.500", "greedy from mu, corpus BLEU-4 (sacrebleu, 13a tokenisation)"),
+        ("beam", "4", "beam width of the reconstructions from mu (1 = greedy)"),
+        ("BLEU", "12.500", "reconstructions from mu, corpus BLEU-4 (sacrebleu, 13a tokenisation)"),
     ]
 
 

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator, Literal, Sequence, overload
 
 import numpy as np
 
-from vaecli.config import SAMPLE_NO_REPEAT_NGRAM
+from vaecli.config import DECODE_BEAM, SAMPLE_NO_REPEAT_NGRAM
 from vaecli.inference import latent as infer
 from vaecli.inference.latent import Encoded
 from vaecli.modeling.vae import VAEModel
@@ -39,9 +39,10 @@ class TextVAE(VAEModel):
         """q(z|x) of each text: mu and logvar (n, d) float32 in input order, and how many texts were truncated."""
         return infer.encode(self, list(texts))
 
-    def decode(self, z: np.ndarray, beam: int = 1, sample: bool = False, top_p: float = 1.0,
+    def decode(self, z: np.ndarray, beam: int = DECODE_BEAM, sample: bool = False, top_p: float = 1.0,
                temperature: float = 1.0, seed: int | None = None, no_repeat_ngram: int = 0) -> list[str]:
-        """One sentence per vector ((d,) or (n, d)); no_repeat_ngram = n forbids repeating any n tokens."""
+        """One sentence per vector ((d,) or (n, d)), by beam search of width `beam` (1: greedy); no_repeat_ngram = n forbids
+        repeating any n tokens."""
         return infer.decode(self, z, beam=beam, sample=sample, top_p=top_p, temperature=temperature, seed=seed,
                             no_repeat_ngram=no_repeat_ngram)
 
@@ -65,9 +66,10 @@ class TextVAE(VAEModel):
             yield self.prior(min(batch, n - start), temperature, rng, kind)
 
     def sample(self, n: int = 1, temperature: float = 1.0, seed: int | None = None, prior: PriorKind = "aggregate",
-               no_repeat_ngram: int = SAMPLE_NO_REPEAT_NGRAM, **decode_args: Any) -> list[str]:
-        """n sentences decoded from draws of the prior (see prior()), none repeating 4 tokens of its own (no_repeat_ngram=0: off)."""
-        return self.decode(self.prior(n, temperature, seed, prior), no_repeat_ngram=no_repeat_ngram, seed=seed, **decode_args)
+               no_repeat_ngram: int = SAMPLE_NO_REPEAT_NGRAM, beam: int = 1, **decode_args: Any) -> list[str]:
+        """n sentences decoded (greedy unless `beam`) from draws of the prior (see prior()), none repeating 4 tokens of its own
+        (no_repeat_ngram=0: off)."""
+        return self.decode(self.prior(n, temperature, seed, prior), no_repeat_ngram=no_repeat_ngram, seed=seed, beam=beam, **decode_args)
 
     def path(self, a: str, b: str, steps: int = 5, slerp: bool = False, batch: int = infer.BATCH) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(t, vectors) in pieces of at most `batch` of the `steps` points from a's encoding to b's, both ends exactly included."""

@@ -8,8 +8,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vaecli.cli.common import FLAG, ColumnOpt, ModelOpt, err, handled, load_model, read_sentences
+from vaecli.cli.common import FLAG, BeamOpt, ColumnOpt, ModelOpt, err, handled, load_model, read_sentences
 from vaecli.cli.progress import StageProgress
+from vaecli.config import DECODE_BEAM
 from vaecli.errors import InputError
 
 
@@ -19,7 +20,8 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(min=1, help="Sentences per batch.")] = 32,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N sentences.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the z samples.")] = 0,
-    no_bleu: Annotated[bool, typer.Option("--no-bleu", metavar=FLAG, help="Skip the greedy reconstructions (BLEU, exact match).")] = False,
+    no_bleu: Annotated[bool, typer.Option("--no-bleu", metavar=FLAG, help="Skip the reconstructions (BLEU, exact match).")] = False,
+    beam: BeamOpt = DECODE_BEAM,
     as_json: Annotated[bool, typer.Option("--json", metavar=FLAG, help="One JSON object on stdout.")] = False,
     bf16: Annotated[str, typer.Option(help="bf16 autocast: auto (as finetune), yes or no.")] = "auto",
     threads: Annotated[int, typer.Option(min=0, help="torch threads (0 = default; 1 is faster on a busy machine).")] = 0,
@@ -47,7 +49,7 @@ def evaluate(
             torch.set_num_threads(threads)
         with StageProgress() as progress:
             result = run(vae, texts, iw_samples=iw_samples, batch_size=batch_size, seed=seed, bleu=not no_bleu, bf16=bf16, progress=progress,
-                         samples=samples)
+                         samples=samples, beam=beam)
         if result["mi"] is None:
             err("note: MI, AU and the z-shuffle gap compare sentences: with 1 sentence they are not computable (n/a)")
         if as_json or not sys.stdout.isatty():
@@ -93,10 +95,11 @@ METRIC_ROWS = [
     ("au", "AU", "active / latent dims, Cov(mu) >= 0.01"),
     ("shuffle_gap", "z-shuffle gap", "nats/sentence; ~0 = z ignored"),
     ("token_accuracy", "token accuracy", "teacher-forced from mu: target tokens that are the decoder's argmax"),
-    ("bleu", "BLEU", "greedy from mu, corpus BLEU-4 (sacrebleu, 13a tokenisation)"),
+    ("beam", "beam", "beam width of the reconstructions from mu (1 = greedy)"),
+    ("bleu", "BLEU", "reconstructions from mu, corpus BLEU-4 (sacrebleu, 13a tokenisation)"),
     ("exact_match", "exact match", "fraction of sentences"),
     ("fluency_inputs", "fluency: inputs", "NLL per token under the decoder alone (no z)"),
-    ("fluency_reconstructions", "fluency: reconstructions", "the same, of the greedy reconstructions"),
+    ("fluency_reconstructions", "fluency: reconstructions", "the same, of the reconstructions"),
     ("words_inputs", "words: inputs", "mean whitespace words"),
     ("sample_fluency", "samples: fluency", "NLL per token of greedy decodes of prior draws (--samples)"),
     ("sample_at_limit", "samples: never ended", "fraction at the length limit"),

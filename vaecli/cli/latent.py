@@ -33,7 +33,7 @@ from vaecli.cli.common import (
     read_sentences,
     report_blank,
 )
-from vaecli.config import SAMPLE_NO_REPEAT_NGRAM
+from vaecli.config import DECODE_BEAM, SAMPLE_NO_REPEAT_NGRAM
 from vaecli.errors import InputError
 
 MAX_STEPS = 1_000_000  # interpolate --steps: streamed a batch at a time, so only patience bounds it
@@ -109,7 +109,7 @@ def encode(
 def decode(
     input_file: Annotated[Optional[Path], typer.Option("--input", "-i", help="Vectors file (default: stdin).")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="jsonl, tsv, npy or safetensors (default: detect).")] = None,
-    beam: BeamOpt = 1, sample: SampleOpt = False, top_p: TopPOpt = 1.0, temperature: TempOpt = 1.0,
+    beam: BeamOpt = DECODE_BEAM, sample: SampleOpt = False, top_p: TopPOpt = 1.0, temperature: TempOpt = 1.0,
     no_repeat_ngram: NoRepeatOpt = 0, seed: SeedOpt = None, model: ModelOpt = None,
 ) -> None:
     """Latent vectors (any format `encode` writes) -> one sentence per line, written as each batch is decoded."""
@@ -158,7 +158,7 @@ def interpolate(
     b: Annotated[str, typer.Argument(metavar="B", help="End sentence.")],
     steps: Annotated[int, typer.Option(min=2, max=MAX_STEPS, help="Points on the path, both ends included.")] = 5,
     slerp: Annotated[bool, typer.Option("--slerp", metavar=FLAG, help="Spherical instead of linear path.")] = False,
-    beam: BeamOpt = 1, model: ModelOpt = None,
+    beam: BeamOpt = DECODE_BEAM, model: ModelOpt = None,
 ) -> None:
     """Decode a path through latent space from A's encoding to B's."""
     with handled():
@@ -183,7 +183,7 @@ def paraphrase(
     text: Annotated[str, typer.Argument(metavar="TEXT", help="The sentence.")],
     n: Annotated[int, typer.Option("-n", min=1, help="How many paraphrases (at most).")] = 5,
     scale: Annotated[float, typer.Option(min=0.0, callback=finite, help="Scale of the posterior's standard deviation.")] = 1.0,
-    beam: BeamOpt = 1, sample_tokens: SampleOpt = False, top_p: TopPOpt = 1.0, temperature: TempOpt = 1.0,
+    beam: BeamOpt = DECODE_BEAM, sample_tokens: SampleOpt = False, top_p: TopPOpt = 1.0, temperature: TempOpt = 1.0,
     no_repeat_ngram: NoRepeatOpt = 0, seed: SeedOpt = None, model: ModelOpt = None,
 ) -> None:
     """Distinct sentences decoded from around TEXT's posterior (TEXT itself left out)."""
@@ -203,7 +203,7 @@ def steer(
     target: Annotated[Path, typer.Option("--to", help="Sentences with the attribute to move towards.")],
     alpha: Annotated[float, typer.Option(callback=finite, help="How far along mean(to) - mean(from).")] = 1.0,
     column: ColumnOpt = None,
-    beam: BeamOpt = 1, model: ModelOpt = None,
+    beam: BeamOpt = DECODE_BEAM, model: ModelOpt = None,
 ) -> None:
     """Move TEXT along the direction from the mean encoding of --from to that of --to."""
     with handled():
@@ -215,7 +215,7 @@ def steer(
 
 def analogy(
     a: Annotated[str, typer.Argument(metavar="A")], b: Annotated[str, typer.Argument(metavar="B")], c: Annotated[str, typer.Argument(metavar="C")],
-    beam: BeamOpt = 1, model: ModelOpt = None,
+    beam: BeamOpt = DECODE_BEAM, model: ModelOpt = None,
 ) -> None:
     """A is to B as C is to ...: decodes C + (B - A)."""
     with handled():

@@ -17,11 +17,12 @@ Definitions (all per sentence unless said; nats):
          with its own z. Near 0: the decoder ignores z.
 - Token accuracy: teacher-forced from mu, the share of target tokens (end token included) that are the
          decoder's argmax given z = mu and the true prefix. It moves where BLEU is still near 0.
-- BLEU, exact match: greedy decode from mu against the input as the tokenizer normalises it
+- BLEU, exact match: decode from mu (beam search of width `beam`, DECODE_BEAM by default as `vae decode`; 1: greedy)
+         against the input as the tokenizer normalises it
          (e.g. lower-cased for an uncased tokenizer); corpus BLEU-4 by sacrebleu, its defaults (13a
          tokenisation, brevity penalty, exponential smoothing).
-- Fluency (evaluation.fluency): NLL per token under the decoder alone, of the inputs, of their greedy
-         reconstructions, of `samples` greedy decodes of prior draws (as `vae sample` makes them) and of the
+- Fluency (evaluation.fluency): NLL per token under the decoder alone, of the inputs, of their
+         reconstructions (as decoded for BLEU), of `samples` greedy decodes of prior draws (as `vae sample` makes them) and of the
          midpoints between random pairs of inputs' mu; with the share that never ended, mean words and distinct-2.
 """
 
@@ -33,7 +34,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from vaecli.config import SAMPLE_NO_REPEAT_NGRAM
+from vaecli.config import DECODE_BEAM, SAMPLE_NO_REPEAT_NGRAM
 from vaecli.evaluation.fluency import fluency
 from vaecli.evaluation.metrics import active_units, mutual_information
 from vaecli.inference.generate import generate
@@ -61,7 +62,7 @@ def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
 
 MAX_ROWS = 2048  # rows (sentence x importance sample) per decoder pass
 LOGITS_BUDGET = 2**27  # logits per decoder pass (512 MB in float32): bounds memory for large vocabularies
-DECODE_BATCH = 256  # greedy reconstructions per generate call: per-step overhead dominates small batches
+DECODE_BATCH = 256  # decoder rows (sentences x beam) per generate call: per-step overhead dominates small batches
 Progress = Callable[[str, int, int], None]  # (stage, sentences done, sentences in all)
 
 
@@ -73,13 +74,14 @@ def rows_per_pass(seq_len: int, vocab: int) -> int:
 @torch.inference_mode()
 def evaluate(
     model: VAEModel, texts: Sequence[str], iw_samples: int = 100, batch_size: int = 32, seed: int = 0, bleu: bool = True,
-    bf16: str = "auto", progress: Progress | None = None, samples: int = 0,
+    bf16: str = "auto", progress: Progress | None = None, samples: int = 0, beam: int = DECODE_BEAM,
 ) -> dict[str, float]:
     """All metrics above over `texts`; returns a flat dict (see module docstring for units).
 
     `bf16` follows `vae finetune --bf16` (auto: models of 10M+ parameters where the hardware has bf16).
     `progress(stage, done, total)` is called after each batch; nothing here prints. `samples` > 0 adds the
     quality of that many prior samples (from the model's aggregate prior when it has one) and as many midpoints.
+    The reconstructions (BLEU, exact match) decode mu by beam search of width `beam` (1: greedy), as `vae decode` does.
     """
     from vaecli.modeling.precision import use_bf16
     from vaecli.modeling.tokens import tokenize
@@ -147,7 +149,7 @@ def evaluate(
     if bleu or samples > 0:
         result.update(fluency_inputs=fluency(model, texts), words_inputs=words / max(n, 1))
     if bleu:
-        result.update(reconstruction(model, targets, mu, report))
+        result.update(reconstruction(model, targets, mu, report, beam), beam=beam)
     if samples > 0:
         result.update(generation_quality(model, mu.numpy(), samples, seed))
         report("prior samples and midpoints", 2 * samples, 2 * samples)
@@ -205,15 +207,18 @@ def importance_weighted_nll(
     return -(torch.logsumexp(log_w, dim=1) - math.log(k))
 
 
-def reconstruction(model: VAEModel, ids: list[list[int]], mu: torch.Tensor, progress: Progress | None = None) -> dict[str, float]:
-    """Greedy decode from mu: corpus BLEU and exact match against the input as the decoder's tokenizer normalises it."""
+def reconstruction(model: VAEModel, ids: list[list[int]], mu: torch.Tensor, progress: Progress | None = None,
+                   beam: int = DECODE_BEAM) -> dict[str, float]:
+    """Decode mu (beam search of width `beam`, 1: greedy): corpus BLEU and exact match against the input as the decoder's
+    tokenizer normalises it."""
     tok = model.decoder_tokenizer
     refs = [t.strip() for t in tok.batch_decode(ids, skip_special_tokens=True)]
     hyps = [""] * len(ids)
     done = 0
-    for rows in length_batches([len(r) for r in ids], DECODE_BATCH, 0, 0, shuffle=False):
-        # Similar lengths together: a batch stops as soon as its longest reconstruction ends.
-        out = generate(model, mu[rows].to(model.device), model.config.max_length)
+    for rows in length_batches([len(r) for r in ids], max(1, DECODE_BATCH // beam), 0, 0, shuffle=False):
+        # Similar lengths together: a batch stops as soon as its longest reconstruction ends. The decoder runs
+        # DECODE_BATCH rows at a time whatever the beam (memory for the logits stays bounded).
+        out = generate(model, mu[rows].to(model.device), model.config.max_length, beam=beam)
         for i, text in zip(rows, tok.batch_decode(out, skip_special_tokens=True)):
             hyps[i] = text.strip()
         done += len(rows)

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from vaecli.config import DECODE_BEAM
 from vaecli.errors import VectorSizeError
 from vaecli.inference.generate import generate
 from vaecli.modeling.tokens import length_batches, pad_batch, tokenize
@@ -71,7 +72,7 @@ def check_vectors(model: VAEModel, z: np.ndarray) -> np.ndarray:
 def decode_batches(
     model: VAEModel,
     vectors: Iterable[np.ndarray],
-    beam: int = 1,
+    beam: int = DECODE_BEAM,
     sample: bool = False,
     top_p: float = 1.0,
     temperature: float = 1.0,
@@ -81,7 +82,7 @@ def decode_batches(
     no_repeat_ngram: int = 0,
 ) -> Iterator[list[str]]:
     """One sentence per row of each array in `vectors`, yielded a batch at a time as soon as it is decoded
-    (an output can stream while its input still arrives): greedy by default, beam search, or nucleus
+    (an output can stream while its input still arrives): beam search (width DECODE_BEAM by default; 1: greedy) or nucleus
     sampling from one seeded stream across all batches; with no_repeat_ngram = n, no sentence repeats an
     n-token sequence of its own."""
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
