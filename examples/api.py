@@ -24,7 +24,7 @@ print("slerp:", vae.interpolate("the old house", "a dog", steps=5, slerp=True))
 print("prior samples:", vae.sample(2, seed=0))
 enc = vae.posterior_of(["the old house"])  # mu, logvar, truncated
 print("posterior:", enc.mu.shape, enc.sample(seed=0).shape)
-print("streamed:", [texts for texts in vae.decode_stream(vae.prior_batches(3, seed=0, batch=2))])
+print("streamed:", [texts for texts in vae.decode_stream(vae.prior_batches(3, seed=0, batch=2), beam=1)])
 t, points = next(vae.path("the old house", "a dog", steps=5))
 print("path:", t.tolist(), points.shape)
 print("paraphrases:", vae.paraphrase("the old house", n=2, scale=2.0, seed=0))
