@@ -164,19 +164,24 @@ def test_the_aggregate_prior_has_the_moments_of_the_encodings(tmp_path):
         AggregatePrior.load(tmp_path / "bad.safetensors", 4)
 
 
-def test_finetune_fits_the_prior_and_sample_draws_from_it(bert_dir, llama_dir, corpus, tmp_path):
+def finetuned(bert_dir, llama_dir, corpus, out, *options: str):
+    """(a tiny BERT + Llama VAE trained by the real `vae finetune`, loaded; its training sentences: the corpus less the
+    5% held out for validation)."""
     from vaecli.api import TextVAE
 
-    out = tmp_path / "m"
     r = CliRunner().invoke(app, ["finetune", str(corpus), "--encoder", str(bert_dir), "--decoder", str(llama_dir), "--out", str(out),
-                                 "--phase1-steps", "4", "--phase2-steps", "2", "--batch-size", "8", "--latent-dim", "6", "--bf16", "no"])
+                                 "--batch-size", "8", "--latent-dim", "6", *options])
     assert r.exit_code == 0, r.output
-    vae = TextVAE.from_pretrained(out)
-    prior = vae.aggregate_prior
     train = [t.strip() for t in corpus.read_text().splitlines() if t.strip()]
-    held_out = len(train) // 20
-    assert prior.count == len(train) - held_out  # the training sentences (under 5,000), not the held-out ones
-    mu = vae.encode(train[: len(train) - held_out])
+    return TextVAE.from_pretrained(out), train[: len(train) - len(train) // 20]
+
+
+def test_finetune_fits_the_prior_and_sample_draws_from_it(bert_dir, llama_dir, corpus, tmp_path):
+    out = tmp_path / "m"
+    vae, train = finetuned(bert_dir, llama_dir, corpus, out, "--phase1-steps", "4", "--phase2-steps", "2", "--bf16", "no")
+    prior = vae.aggregate_prior
+    assert prior.count == len(train)  # the training sentences (under 5,000), not the held-out ones
+    mu = vae.encode(train)
     np.testing.assert_allclose(prior.mean, mu.mean(0), atol=1e-4)
     assert np.array_equal(vae.prior(3, seed=0), prior.draw(3, seed=0))
     assert not np.array_equal(vae.prior(3, seed=0, kind="standard"), prior.draw(3, seed=0))
@@ -193,17 +198,7 @@ def test_finetune_fits_the_prior_and_sample_draws_from_it(bert_dir, llama_dir, c
 def test_the_prior_is_fitted_in_the_runs_precision(bert_dir, llama_dir, corpus, tmp_path):
     # Under --bf16 yes the prior's encodings run in bf16 autocast, as training did (2.2x faster than fp32 for
     # SmolLM2 reading 5,000 sentences): its mean is that of bf16 encodings, not of fp32 ones.
-    import torch
-
-    from vaecli.api import TextVAE
-
-    out = tmp_path / "m"
-    r = CliRunner().invoke(app, ["finetune", str(corpus), "--encoder", str(bert_dir), "--decoder", str(llama_dir), "--out", str(out),
-                                 "--phase1-steps", "2", "--phase2-steps", "0", "--batch-size", "8", "--latent-dim", "6", "--bf16", "yes"])
-    assert r.exit_code == 0, r.output
-    vae = TextVAE.from_pretrained(out)
-    train = [t.strip() for t in corpus.read_text().splitlines() if t.strip()]
-    train = train[: len(train) - len(train) // 20]
+    vae, train = finetuned(bert_dir, llama_dir, corpus, tmp_path / "m", "--phase1-steps", "2", "--phase2-steps", "0", "--bf16", "yes")
     with torch.autocast("cpu", dtype=torch.bfloat16):
         bf16 = vae.encode(train)
     fp32 = vae.encode(train)
