@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     vae = TextVAE.from_pretrained(args.model)
     texts = read_lines(path=args.test).texts[: args.limit]
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16("auto", vae.num_parameters())):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16("auto", vae.num_parameters())):  # encode runs in inference mode
         mu = torch.from_numpy(vae.encode(texts))
     targets = vae.family.target_ids(texts, vae.config.max_length)
     print(f"{args.model}: {len(texts)} sentences of {args.test}, decoded from mu\n")
