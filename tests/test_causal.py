@@ -110,7 +110,7 @@ def test_family_defaults():
     assert (seq2seq.latent_dim, seq2seq.layers, seq2seq.injection, seq2seq.prefix_slots, seq2seq.free_bits, seq2seq.init_logvar,
             seq2seq.freeze_decoder, seq2seq.calibrate, seq2seq.new_lr_scale) == (32, "last", "memory", 1, 0.5, 0.0, False, False, 1.0)
     assert given.prefix_slots == 2 and causal.vae_config().prefix_slots == 8
-    assert (causal.phase1_steps, causal.phase2_steps, seq2seq.phase1_steps, seq2seq.phase2_steps) == (2800, 0, 1000, 2000)
+    assert (causal.phase1_steps, causal.phase2_steps, seq2seq.phase1_steps, seq2seq.phase2_steps) == (3800, 0, 1000, 2000)
     assert (causal.lora, causal.batch_size, seq2seq.lora, seq2seq.batch_size) == (16, 16, 0, 32)
     assert causal.vae_config().lora == 16 and TrainConfig(train_file="x", lora=0).lora == 0
 

@@ -278,7 +278,7 @@ def test_collapse_warning_in_both_phases_advises_only_what_is_not_set(tmp_path, 
 
 def test_a_bf16_step_on_cpu_runs_the_math_attention_kernel_and_a_fused_adamw(llama_dir, corpus, tmp_path):
     # On a CPU in bf16, PyTorch's flash-attention backward is 2-3x slower than the math kernel's at sentence lengths,
-    # and AdamW's per-tensor loop 6.8x slower than its fused kernel: the two made the default's step 1.4x slower.
+    # and AdamW's per-tensor loop 6.8x slower than its fused kernel: the two made the default's step 1.5x slower.
     # Validation and the prior's fit (no backward) keep the flash kernel's faster forward.
     from torch.profiler import profile
 
