@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from vaecli.config import TrainConfig
+from vaecli.config import VALID_BATCH_MIN, TrainConfig
 from vaecli.errors import ConfigError, Interrupted, RunError
 from vaecli.modeling.layout import CHECKPOINT_DIR, WEIGHTS_NAME
 from vaecli.modeling.precision import training_attention
@@ -178,7 +178,7 @@ def batch_stream(run: Run, phase: int, start_step: int) -> Iterator[dict[str, to
 
 def validate_and_keep(run: Run, model: VAEModel, phase: int, step: int) -> bool:
     """Validate; save the model directory when the validation is the best so far; True when early stopping is due."""
-    metrics = validate(model, run.valid_data, run.cfg.batch_size, run.cfg.seed, run.accelerator)
+    metrics = validate(model, run.valid_data, max(run.cfg.batch_size, VALID_BATCH_MIN), run.cfg.seed, run.accelerator)
     dims = model.config.latent_dim
     improved = run.keeper.judge(metrics, phase, step, dims)
     if improved:

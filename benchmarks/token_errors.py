@@ -1,0 +1,74 @@
+"""Where a trained model's held-out token errors are: teacher-forced token accuracy from mu, by the token's kind.
+
+    python benchmarks/token_errors.py --model hour_fs --test ../shared/data/wordnet/valid.txt --limit 300 \\
+        --train ../shared/data/wordnet/train.txt
+
+The same accuracy as `vae evaluate`'s (the share of target tokens that are the decoder's argmax given mu and the true
+prefix, the end token counted), split by the target token's position, by whether it starts a word, and by how often it
+occurs in `--train` (the decoder's tokens of the training sentences). bf16 autocast where `--bf16 auto` would use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+
+
+def main() -> None:
+    import torch
+
+    from vaecli.api import TextVAE
+    from vaecli.files.text import read_lines
+    from vaecli.modeling.precision import use_bf16
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--test", required=True, help="sentences, one per line")
+    parser.add_argument("--limit", type=int, default=300)
+    parser.add_argument("--train", required=True, help="the training sentences, for the tokens' frequencies")
+    args = parser.parse_args()
+    vae = TextVAE.from_pretrained(args.model)
+    model = vae
+    model.eval()
+    freq = collections.Counter(t for row in model.family.target_ids(read_lines(path=args.train).texts, model.config.max_length) for t in row[:-1])
+    texts = read_lines(path=args.test).texts[: args.limit]
+    rows = []  # (position, is the end token, starts a word, training frequency, hit)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16("auto", vae.num_parameters())):
+        for start in range(0, len(texts), 32):
+            chunk = texts[start:start + 32]
+            batch = model.tokenize_batch(chunk)
+            mu = model.posterior(batch["input_ids"], batch["attention_mask"])[0].float()
+            _, labels, logits = model._token_nll(model.decode_state(mu, cache=False), batch.get("target_ids", batch["input_ids"]),
+                                                 batch.get("target_mask", batch["attention_mask"]))
+            hits = logits.argmax(dim=-1) == labels
+            for r in range(labels.shape[0]):
+                for p in range(int((labels[r] != -100).sum())):
+                    t = int(labels[r, p])
+                    piece = model.decoder_tokenizer.convert_ids_to_tokens(t)
+                    rows.append((p, t == model.eos_id, p == 0 or piece.startswith(("Ġ", "▁")), freq[t], bool(hits[r, p])))
+
+    words = [r for r in rows if not r[1]]
+    errors = sum(not r[4] for r in words)
+    buckets = {
+        "every target token": rows,
+        "the end token": [r for r in rows if r[1]],
+        "first token of the sentence": [r for r in words if r[0] == 0],
+        "tokens 2-4": [r for r in words if 1 <= r[0] <= 3],
+        "tokens 5 and later": [r for r in words if r[0] >= 4],
+        "a word's first token": [r for r in words if r[2]],
+        "a word's later tokens": [r for r in words if not r[2]],
+    }
+    for lo, hi in ((0, 0), (1, 9), (10, 99), (100, 999), (1000, None)):
+        name = f"seen {lo} times in training" if lo == hi else f"seen {lo}-{hi} times in training" if hi else f"seen {lo}+ times in training"
+        buckets[name] = [r for r in words if r[3] >= lo and (hi is None or r[3] <= hi)]
+    print(f"{args.model}: {len(texts)} sentences of {args.test}, teacher-forced from mu\n")
+    print("| target tokens | count | token accuracy | share of the errors (end token excluded) |")
+    print("| --- | --- | --- | --- |")
+    for name, rs in buckets.items():
+        wrong = sum(not r[4] for r in rs if not r[1])
+        share = f"{100 * wrong / max(errors, 1):.0f}%" if name not in ("every target token", "the end token") else ""
+        print(f"| {name} | {len(rs)} | {100 * sum(r[4] for r in rs) / max(len(rs), 1):.1f}% | {share} |")
+
+
+if __name__ == "__main__":
+    main()
