@@ -15,28 +15,14 @@ Rate 0 is the default itself.
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-COLUMNS = {"rec": "Rec", "shuffle_gap": "shuffle gap", "token_accuracy": "token accuracy", "bleu": "BLEU", "exact_match": "exact",
-           "fluency_reconstructions": "fluency of the reconstructions", "sample_fluency": "aggregate-prior samples' fluency"}
+from lever_screen import arguments, table, train_and_evaluate  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 
-def child(rate: float, seed: int, steps: int, train: str, valid: str, test: str, limit: int, out: str) -> None:
-    """One run: prints its metrics as JSON on its last line."""
+def patch(rate: float, seed: int) -> None:
+    """From the second pass on, each batch loses `rate` of its tokens on both sides (the lever; rate 0: the default)."""
     import torch
 
     import vaecli.training.trainer as trainer
-    from vaecli.api import TextVAE
-    from vaecli.config import TrainConfig
-    from vaecli.evaluation.evaluate import evaluate
-    from vaecli.files.text import read_lines
 
     plain_stream = trainer.batch_stream
 
@@ -57,47 +43,15 @@ def child(rate: float, seed: int, steps: int, train: str, valid: str, test: str,
             yield batch
 
     trainer.batch_stream = batch_stream
-    torch.set_num_threads(2)
-    cfg = TrainConfig(train_file=train, valid_file=valid, out=out, phase1_steps=steps, valid_every=10**6, save_every=10**6,
-                      seed=seed, threads=2)
-    started = time.perf_counter()
-    trainer.finetune(cfg, overwrite=True)
-    seconds = time.perf_counter() - started
-    vae = TextVAE.from_pretrained(out)
-    m = evaluate(vae, read_lines(path=test).texts[:limit], iw_samples=1, samples=20, seed=0)
-    print(json.dumps({"train_s": round(seconds), **{k: m[k] for k in COLUMNS}}))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", required=True, help="training sentences, one per line")
-    parser.add_argument("--valid", default=str(ROOT / "examples" / "wordnet" / "valid.txt"))
-    parser.add_argument("--test", default=str(ROOT.parent / "shared" / "data" / "wordnet" / "valid.txt"))
-    parser.add_argument("--limit", type=int, default=300)
-    parser.add_argument("--steps", type=int, default=460)
-    parser.add_argument("--seeds", default="42,43")
-    parser.add_argument("--rates", default="0,0.15")
-    parser.add_argument("--child", nargs=2, metavar=("RATE", "SEED"), help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = arguments(__doc__, "rates", "0,0.15")
     if args.child:
-        child(float(args.child[0]), int(args.child[1]), args.steps, args.train, args.valid, args.test, args.limit, args.out)
+        patch(float(args.child[0]), int(args.child[1]))
+        train_and_evaluate(args)
         return
-    print(f"{args.steps} steps of 16 on {args.train}; first {args.limit} sentences of {args.test}\n")
-    print("| deletion on repeats | seed | " + " | ".join(COLUMNS.values()) + " |")
-    print("| --- | --- |" + " --- |" * len(COLUMNS))
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in args.seeds.split(","):
-            for rate in args.rates.split(","):
-                cmd = [sys.executable, __file__, "--train", args.train, "--valid", args.valid, "--test", args.test, "--limit", str(args.limit),
-                       "--steps", str(args.steps), "--child", rate, seed, "--out", str(Path(tmp) / f"m{rate}_{seed}")]
-                done = subprocess.run(cmd, capture_output=True, text=True)
-                if done.returncode != 0:
-                    sys.exit(f"rate {rate} seed {seed} failed:\n{done.stderr[-2000:]}")
-                m = json.loads(done.stdout.strip().splitlines()[-1])
-                cells = [f"{100 * m[k]:.1f}%" if k in ("token_accuracy", "exact_match") else f"{m[k]:.2f}" for k in COLUMNS]
-                label = f"{rate} (the default)" if float(rate) == 0 else rate
-                print(f"| {label} | {seed} | " + " | ".join(cells) + " |", flush=True)
+    table(__file__, args, "deletion on repeats", lambda rate: f"{rate} (the default)" if float(rate) == 0 else rate)
 
 
 if __name__ == "__main__":
