@@ -43,13 +43,13 @@ ENCODER_IS_DECODER = "decoder"  # `--encoder decoder`: the causal LM reads the s
 MODEL_DIR = "vae-model"  # where `vae finetune` writes and every other command looks, unless told
 SAMPLE_NO_REPEAT_NGRAM = 4  # `sample`'s guard: z from the prior can loop ("the King's throne ... the King's throne")
 DECODE_BEAM = 4
-# Validation (forward only) runs batches of at least this many sentences: on 2 CPU cores the default model validates
-# 320 WordNet sentences in 14.6 s at 32 a batch against 21.7 s at --batch-size 16 (and 20.5 s at 64).
-VALID_BATCH_MIN = 32
 """Beam width that decodes a z made from a sentence (decode, interpolate, paraphrase, steer, analogy, evaluate's BLEU). Measured on
 the hour-long default, first 300 held-out WordNet sentences (benchmarks/beam.py, README "Measured"): BLEU 37.1 greedy, 40.3 at
 beam 2, 42.1 at 4, 42.0 at 8; exact match 24.0% -> 28.3% at 4, in 1.8-4x greedy's time. `vae sample` stays greedy (its fluency
 was measured so)."""
+# Validation (forward only) runs batches of at least this many sentences: on 2 CPU cores the default model validates
+# 320 WordNet sentences in 14.6 s at 32 a batch against 21.7 s at --batch-size 16 (and 20.5 s at 64).
+VALID_BATCH_MIN = 32
 
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "seq2seq": {"latent_dim": 32, "layers": "last", "injection": "memory", "prefix_slots": 1, "init_logvar": 0.0,
