@@ -53,7 +53,7 @@ VALID_BATCH_MIN = 32
 
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "seq2seq": {"latent_dim": 32, "layers": "last", "injection": "memory", "prefix_slots": 1, "init_logvar": 0.0,
-                "new_lr_scale": 1.0, "calibrate": False, "freeze_decoder": False, "phase1_steps": 1000, "phase2_steps": 2000,
+                "vocab_bias": False, "new_lr_scale": 1.0, "calibrate": False, "freeze_decoder": False, "phase1_steps": 1000, "phase2_steps": 2000,
                 "lora": 0, "batch_size": 32},
     # Measured for MiniLM + SmolLM2 (README, "Measured"): a frozen decoder and calibration make the LM read z
     # (benchmarks/levers.py); 8 prefix slots lower Rec in fewer steps than 1 (benchmarks/fidelity.py); a latent
@@ -65,7 +65,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     # valid Rec 15.7 against MiniLM's 18.9 at step 1000 of the hour-long run). 3800 phase-1 steps are the hour since the
     # step became 1.5x cheaper (training.trainer: the math attention kernel in bf16 on a CPU, AdamW fused; 2800 before).
     "causal": {"latent_dim": 256, "layers": "mean", "injection": "both", "prefix_slots": 8, "init_logvar": -6.0,
-               "new_lr_scale": 3.0, "calibrate": True, "freeze_decoder": True, "phase1_steps": 3800, "phase2_steps": 0,
+               "vocab_bias": False, "new_lr_scale": 3.0, "calibrate": True, "freeze_decoder": True, "phase1_steps": 3800, "phase2_steps": 0,
                "lora": 16, "batch_size": 16},
 }
 """Defaults that differ by model family: `seq2seq` (an encoder-decoder) and `causal` (an encoder + a causal LM)."""
@@ -144,6 +144,9 @@ class ModelSettings:
     init_logvar: float | None = setting(None, "Initial log-variance of q(z|x) (below 0: z starts close to mu, not unit noise).")
     bow: float = setting(0.0, "Weight of a bag-of-words loss: z alone predicts the sentence's words (Zhao et al. 2017); 0 = off "
                               "(no bag-of-words head).")
+    vocab_bias: bool | None = setting(None, "z also writes a bias on the decoder's whole vocabulary at every position: logits += W (A z), W "
+                                            "the decoder's output embedding table, A a new layer (zero at the start), so a word's identity "
+                                            "reaches its own logit the same way for every word, rare or not.")
     lora: int | None = setting(None, "LoRA rank for a causal decoder (0 = off): adapters (peft) on its attention train at the new "
                                      "layers' rate, its base weights stay fixed.")
     lora_targets: LoraTargets = setting("attention", "Where --lora puts its adapters: attention (the projections peft lists for the "
@@ -207,6 +210,7 @@ class VAEConfig(ModelSettings):
             data.setdefault("lora", data.pop("lora_rank"))
         data.setdefault("layers", "last")  # saved before --layers existed: z came from the last layer
         data.setdefault("lora", 0)  # saved before LoRA was a family default: no adapters
+        data.setdefault("vocab_bias", False)  # saved before --vocab-bias existed: none
         if isinstance(data.get("bow"), bool):  # a bag-of-words head: saved as on/off before, now as its weight
             data["bow"] = float(data["bow"])
         known = {f.name for f in dataclasses.fields(cls)}

@@ -129,6 +129,9 @@ class CausalFamily:
     def input_embeddings(self) -> nn.Module:
         return self.backbone.decoder.get_input_embeddings()
 
+    def output_embeddings(self) -> torch.Tensor:
+        return self.backbone.decoder.get_output_embeddings().weight
+
     @staticmethod
     def self_attention_cache(state: DecodeState) -> Any:
         return state.cache

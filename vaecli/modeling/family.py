@@ -39,6 +39,8 @@ class DecodeState:
     z_embedding: torch.Tensor | None
     position: int = 0
     """Tokens fed so far (causal decoders number positions from 0 after the prefix)."""
+    vocab_bias: torch.Tensor | None = None
+    """(B, V) added to the logits at every position (--vocab-bias), or None."""
 
     def select(self, index: torch.Tensor) -> None:
         """Keep / reorder / repeat rows (beam search)."""
@@ -47,6 +49,8 @@ class DecodeState:
             self.memory_mask = self.memory_mask.index_select(0, index)
         if self.z_embedding is not None:
             self.z_embedding = self.z_embedding.index_select(0, index)
+        if self.vocab_bias is not None:
+            self.vocab_bias = self.vocab_bias.index_select(0, index)
         if self.cache is not None:
             self.cache.reorder_cache(index)
 
@@ -93,6 +97,11 @@ class Family(Protocol):
 
     def input_embeddings(self) -> torch.nn.Module:
         """The decoder's input embedding layer (calibration measures its scale)."""
+        ...
+
+    def output_embeddings(self) -> torch.Tensor:
+        """The decoder's output embedding table (V, hidden): its logits are its last states times this table's
+        transpose (--vocab-bias writes through it). The input table where the two are tied."""
         ...
 
     def self_attention_cache(self, state: DecodeState) -> Any:

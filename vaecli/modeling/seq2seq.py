@@ -90,6 +90,9 @@ class Seq2SeqFamily:
     def input_embeddings(self) -> torch.nn.Module:
         return self.backbone.get_decoder().get_input_embeddings()
 
+    def output_embeddings(self) -> torch.Tensor:
+        return self.backbone.get_output_embeddings().weight
+
     @staticmethod
     def self_attention_cache(state: DecodeState) -> Any:
         return state.cache.self_attention_cache

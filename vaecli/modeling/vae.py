@@ -9,7 +9,9 @@ z is the decoder's only view of the input:
 - memory:    z -> k vectors that the decoder's cross-attention reads in place of encoder states;
 - prefix:    z -> key/value slots prepended to every decoder self-attention layer;
 - embedding: z -> one vector added to every decoder input embedding;
-- both:      prefix and embedding together (Optimus).
+- both:      prefix and embedding together (Optimus);
+
+and, with --vocab-bias, z -> a bias on every next-token logit (through the decoder's output embeddings).
 
 Every row of a batch is independent: each projection is reshaped batch-first and permuted, never
 reshaped across the batch dimension (the authors' code got this wrong).
@@ -128,6 +130,8 @@ class VAEModel(nn.Module):
         self.to_embedding = nn.Linear(d, dims.dec_hidden) if config.injection == "both" else None
         # Bag-of-words head (Zhao et al. 2017): z alone must predict the sentence's words, so z carries them.
         self.to_bow = nn.Linear(d, len(self.decoder_tokenizer)) if config.bow > 0 and self.decoder_tokenizer is not None else None
+        # The vocabulary bias: z -> a vector in the decoder's output space, scored against every word's output embedding.
+        self.to_vocab = nn.Linear(d, self.family.output_embeddings().shape[1]) if config.vocab_bias else None
         self.reset_new_parameters()
 
     def reset_new_parameters(self) -> None:
@@ -143,6 +147,9 @@ class VAEModel(nn.Module):
             if layer is not None:
                 nn.init.xavier_uniform_(layer.weight)
                 nn.init.zeros_(layer.bias)
+        if self.to_vocab is not None:  # zero: the model starts as it would without the bias
+            nn.init.zeros_(self.to_vocab.weight)
+            nn.init.zeros_(self.to_vocab.bias)
 
     # -- tokens ------------------------------------------------------------------------------
 
@@ -194,11 +201,18 @@ class VAEModel(nn.Module):
             prefix = [(kv[i, 0], kv[i, 1]) for i in range(dims.layers)]
             if injection == "both":
                 z_embedding = self.to_embedding(z).unsqueeze(1)
-        return self.family.new_state(b, memory, prefix, z_embedding, z, cache)
+        state = self.family.new_state(b, memory, prefix, z_embedding, z, cache)
+        if self.to_vocab is not None:
+            table = self.family.output_embeddings()
+            state.vocab_bias = self.to_vocab(z).to(table.dtype) @ table.T  # (B, V): row b from z[b] only
+        return state
 
     def decoder_logits(self, state: DecodeState, decoder_input_ids: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, V) for the next token at each position; appends to state.cache."""
-        return self.family.logits(state, decoder_input_ids)
+        logits = self.family.logits(state, decoder_input_ids)
+        if state.vocab_bias is not None:
+            logits = logits + state.vocab_bias.unsqueeze(1).to(logits.dtype)
+        return logits
 
     def targets(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(decoder inputs, labels) for reconstructing the target ids; labels are -100 at padding."""
