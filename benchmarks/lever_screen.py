@@ -1,6 +1,6 @@
 """What the screens of levers that are not options of `vae finetune` share (`repeat_deletion.py`, `vocab_bias.py`).
 
-Each (variant, seed) trains the default in a fresh process (the lever patched in there, never in this one), then is
+Each (variant, seed) trains the default in a fresh process (the lever set or patched in there, never in this one), then is
 evaluated as `vae evaluate --iw-samples 1 --samples 20` on the first `--limit` sentences of `--test`; the parent
 prints one table row per run as it ends, seeds outermost. Run them on an idle machine, one at a time.
 """
@@ -36,8 +36,9 @@ def arguments(doc: str, variants: str, default_variants: str) -> argparse.Namesp
     return parser.parse_args()
 
 
-def train_and_evaluate(args: argparse.Namespace) -> None:
-    """In a child: phase 1 of the default, `--steps` steps on `--train` with the child's seed; prints the metrics as JSON."""
+def train_and_evaluate(args: argparse.Namespace, **settings: object) -> None:
+    """In a child: phase 1 of the default (with `settings`, TrainConfig fields), `--steps` steps on `--train` with the
+    child's seed; prints the metrics as JSON."""
     import torch
 
     from vaecli.api import TextVAE
@@ -48,7 +49,7 @@ def train_and_evaluate(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(2)
     cfg = TrainConfig(train_file=args.train, valid_file=args.valid, out=args.out, phase1_steps=args.steps, valid_every=10**6,
-                      save_every=10**6, seed=int(args.child[1]), threads=2)
+                      save_every=10**6, seed=int(args.child[1]), threads=2, **settings)
     started = time.perf_counter()
     trainer.finetune(cfg, overwrite=True)
     seconds = time.perf_counter() - started

@@ -113,8 +113,17 @@ def test_it_starts_at_zero_and_trains_at_the_new_layers_rate(dirs, family):
     assert {id(p) for p in vae.to_vocab.parameters()} <= {id(p) for p in vae.new_parameters()}
     vae(**tokens(vae, SENTENCES)).loss.backward()
     assert vae.to_vocab.weight.grad.abs().sum() > 0
+    # The model starts as the same seed's model without it: the same weights, the same logits.
+    torch.manual_seed(0)
     off = build_vae(str(dirs[family]), VAEConfig(latent_dim=8)) if family == "bart" else build_causal_vae("decoder", str(dirs[family]), VAEConfig(latent_dim=8))
     assert off.to_vocab is None and off.decode_state(torch.zeros(1, 8)).vocab_bias is None
+    torch.manual_seed(0)
+    on = build_vae(str(dirs[family]), config) if family == "bart" else build_causal_vae("decoder", str(dirs[family]), config)
+    shared = off.state_dict()
+    assert all(torch.equal(v, shared[k]) for k, v in on.state_dict().items() if not k.startswith("to_vocab."))
+    with torch.no_grad():
+        batch = tokens(on, SENTENCES)
+        assert torch.equal(on.eval()(**batch, sample=False).logits, off.eval()(**batch, sample=False).logits)
 
 
 @pytest.mark.parametrize("family", ["t5", "gemma3"])

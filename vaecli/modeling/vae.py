@@ -131,7 +131,11 @@ class VAEModel(nn.Module):
         # Bag-of-words head (Zhao et al. 2017): z alone must predict the sentence's words, so z carries them.
         self.to_bow = nn.Linear(d, len(self.decoder_tokenizer)) if config.bow > 0 and self.decoder_tokenizer is not None else None
         # The vocabulary bias: z -> a vector in the decoder's output space, scored against every word's output embedding.
-        self.to_vocab = nn.Linear(d, self.family.output_embeddings().shape[1]) if config.vocab_bias else None
+        # Made without drawing from the random generator (it starts at zero), so every other layer starts as it would without it.
+        self.to_vocab = None
+        if config.vocab_bias:
+            with torch.random.fork_rng(devices=[]):
+                self.to_vocab = nn.Linear(d, self.family.output_embeddings().shape[1])
         self.reset_new_parameters()
 
     def reset_new_parameters(self) -> None:
