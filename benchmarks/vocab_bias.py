@@ -12,6 +12,7 @@ tokens, so a word's own embedding can reach its own logit the same way for every
 held-out errors are mostly rare tokens: `benchmarks/token_errors.py`). Each (variant, seed) trains in a fresh process,
 one after the other, and is evaluated as `vae evaluate --iw-samples 1 --samples 20` on the first `--limit` sentences of
 `--test`. (Round seven's table was measured with the same computation patched into the model, before it was an option.)
+`--variants` may also name `slotsK` (see `patch_slots`: K vectors, their soft maximum per word; a patch).
 """
 
 from __future__ import annotations
@@ -19,10 +20,41 @@ from __future__ import annotations
 from lever_screen import arguments, table, train_and_evaluate  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 
+def patch_slots(k: int) -> None:
+    """`slotsK`: A z is K vectors, each scored against the output table, and the bias is their soft maximum per word,
+    `logsumexp_k (W a_k) - log K` (zero at the start, as one vector's): K words can each be raised on their own, where one
+    vector raises the words its direction favours together. A patch, not an option."""
+    import math
+
+    import torch
+    from torch import nn
+
+    from vaecli.modeling import vae
+
+    init = vae.VAEModel.__init__
+
+    def patched_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        with torch.random.fork_rng(devices=[]):
+            self.to_vocab = nn.Linear(self.config.latent_dim, k * self.family.output_embeddings().shape[1])
+        nn.init.zeros_(self.to_vocab.weight)
+        nn.init.zeros_(self.to_vocab.bias)
+
+    def vocab_bias(self, z):
+        table = self.family.output_embeddings()
+        slots = self.to_vocab(z).to(table.dtype).view(z.shape[0], k, table.shape[1])
+        return torch.logsumexp((slots @ table.T).float(), dim=1) - math.log(k)
+
+    vae.VAEModel.__init__, vae.VAEModel.vocab_bias = patched_init, vocab_bias
+
+
 def main() -> None:
     args = arguments(__doc__, "variants", "off,on")
     if args.child:
-        train_and_evaluate(args, vocab_bias=args.child[0] == "on")
+        variant = args.child[0]
+        if variant.startswith("slots"):
+            patch_slots(int(variant.removeprefix("slots")))
+        train_and_evaluate(args, vocab_bias=variant != "off")
         return
     table(__file__, args, "z -> vocabulary bias", lambda variant: f"{variant} (the default)" if variant == "off" else variant)
 

@@ -207,9 +207,13 @@ class VAEModel(nn.Module):
                 z_embedding = self.to_embedding(z).unsqueeze(1)
         state = self.family.new_state(b, memory, prefix, z_embedding, z, cache)
         if self.to_vocab is not None:
-            table = self.family.output_embeddings()
-            state.vocab_bias = self.to_vocab(z).to(table.dtype) @ table.T  # (B, V): row b from z[b] only
+            state.vocab_bias = self.vocab_bias(z)
         return state
+
+    def vocab_bias(self, z: torch.Tensor) -> torch.Tensor:
+        """--vocab-bias: (B, V) added to every next-token logit, W (A z) with W the decoder's output embeddings; row b from z[b] only."""
+        table = self.family.output_embeddings()
+        return self.to_vocab(z).to(table.dtype) @ table.T
 
     def decoder_logits(self, state: DecodeState, decoder_input_ids: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, V) for the next token at each position; appends to state.cache."""
