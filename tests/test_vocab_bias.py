@@ -27,11 +27,15 @@ def dirs(backbone_dirs, lm_dirs, more_lm_dirs):
     return {**backbone_dirs, **lm_dirs, **more_lm_dirs}
 
 
+def build(dirs, family: str, config: VAEConfig) -> VAEModel:
+    """An encoder-decoder of its own, or the causal LM reading its own sentences (the default shape)."""
+    return build_vae(str(dirs[family]), config) if family in ("t5", "bart") else build_causal_vae("decoder", str(dirs[family]), config)
+
+
 def make(dirs, family: str, **kw) -> VAEModel:
     """A VAE with the bias on and A made non-zero (at the start it is zero, so it would show nothing)."""
     torch.manual_seed(0)
-    config = VAEConfig(latent_dim=8, vocab_bias=True, **kw)
-    vae = build_vae(str(dirs[family]), config) if family in ("t5", "bart") else build_causal_vae("decoder", str(dirs[family]), config)
+    vae = build(dirs, family, VAEConfig(latent_dim=8, vocab_bias=True, **kw))
     with torch.no_grad():
         vae.to_vocab.weight.normal_(std=1.0)
         vae.to_vocab.bias.normal_(std=0.1)
@@ -108,17 +112,17 @@ def test_decoding_reads_the_bias_as_training_does(dirs, family):
 def test_it_starts_at_zero_and_trains_at_the_new_layers_rate(dirs, family):
     torch.manual_seed(0)
     config = VAEConfig(latent_dim=8, vocab_bias=True)
-    vae = build_vae(str(dirs[family]), config) if family == "bart" else build_causal_vae("decoder", str(dirs[family]), config)
+    vae = build(dirs, family, config)
     assert not vae.to_vocab.weight.any() and not vae.to_vocab.bias.any()
     assert {id(p) for p in vae.to_vocab.parameters()} <= {id(p) for p in vae.new_parameters()}
     vae(**tokens(vae, SENTENCES)).loss.backward()
     assert vae.to_vocab.weight.grad.abs().sum() > 0
     # The model starts as the same seed's model without it: the same weights, the same logits.
     torch.manual_seed(0)
-    off = build_vae(str(dirs[family]), VAEConfig(latent_dim=8)) if family == "bart" else build_causal_vae("decoder", str(dirs[family]), VAEConfig(latent_dim=8))
+    off = build(dirs, family, VAEConfig(latent_dim=8, vocab_bias=False))
     assert off.to_vocab is None and off.decode_state(torch.zeros(1, 8)).vocab_bias is None
     torch.manual_seed(0)
-    on = build_vae(str(dirs[family]), config) if family == "bart" else build_causal_vae("decoder", str(dirs[family]), config)
+    on = build(dirs, family, config)
     shared = off.state_dict()
     assert all(torch.equal(v, shared[k]) for k, v in on.state_dict().items() if not k.startswith("to_vocab."))
     with torch.no_grad():
@@ -139,8 +143,9 @@ def test_save_load_identical(dirs, family, tmp_path):
     assert generate(vae, a.mu, 6, beam=2) == generate(loaded, b.mu, 6, beam=2)
 
 
-def test_off_by_default_and_for_models_saved_before_it():
-    assert TrainConfig(train_file="x").vae_config().vocab_bias is False
+def test_on_for_a_causal_lm_by_default_off_for_models_saved_before_it():
+    assert TrainConfig(train_file="x").vae_config().vocab_bias is True
+    assert TrainConfig(train_file="x", vocab_bias=False).vae_config().vocab_bias is False
     assert TrainConfig(train_file="x", model="minilm").vae_config().vocab_bias is False
     assert VAEConfig.from_dict({"latent_dim": 8, "injection": "both", "prefix_slots": 1, "init_logvar": 0.0}).vocab_bias is False
 
