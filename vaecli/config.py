@@ -147,8 +147,8 @@ class ModelSettings:
     bow: float = setting(0.0, "Weight of a bag-of-words loss: z alone predicts the sentence's words (Zhao et al. 2017); 0 = off "
                               "(no bag-of-words head).")
     vocab_bias: bool | None = setting(None, "z also writes a bias on the decoder's whole vocabulary at every position: logits += W (A z), W "
-                                            "the decoder's output embedding table, A a new layer (zero at the start), so a word's identity "
-                                            "reaches its own logit the same way for every word, rare or not.")
+                                            "the decoder's output embedding table, A a new layer (zero at the start), a path from z to each "
+                                            "word's own logit that is the same for every word.")
     lora: int | None = setting(None, "LoRA rank for a causal decoder (0 = off): adapters (peft) on its attention train at the new "
                                      "layers' rate, its base weights stay fixed.")
     lora_targets: LoraTargets = setting("attention", "Where --lora puts its adapters: attention (the projections peft lists for the "
