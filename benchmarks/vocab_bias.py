@@ -3,10 +3,11 @@
 
     python benchmarks/vocab_bias.py --train ../shared/data/wordnet/train.txt --steps 460 --seeds 42,43
 
-The default (SmolLM2 reading and writing its own sentences) trains `--steps` phase-1 steps of 16 on `--train`, as
-itself ("off") and with `--vocab-bias` ("on"): a linear map A from z to the LM's hidden size, whose product with the
-LM's output embedding table W (tied to its input table in SmolLM2) is added to the decoder's logits at every position,
-`logits += W (A z)`, in training and in every decoding. A starts at 0 (the model starts as the default) and trains at
+The default (SmolLM2 reading and writing its own sentences) trains `--steps` phase-1 steps of 16 on `--train`
+without the bias ("off", `--no-vocab-bias`: the default until round eight) and with it ("on", the default since):
+a linear map A from z to the LM's hidden size, whose product with the LM's output embedding table W (tied to its
+input table in SmolLM2) is added to the decoder's logits at every position, `logits += W (A z)`, in training and
+in every decoding. A starts at 0 (the model starts as it would without it) and trains at
 the new layers' rate. The reader's states, which z is pooled from, include its input embeddings of the sentence's
 tokens, so a word's own embedding can reach its own logit the same way for every word, rare or not (the default's
 held-out errors are mostly rare tokens: `benchmarks/token_errors.py`). Each (variant, seed) trains in a fresh process,
@@ -56,7 +57,7 @@ def main() -> None:
             patch_slots(int(variant.removeprefix("slots")))
         train_and_evaluate(args, vocab_bias=variant != "off")
         return
-    table(__file__, args, "z -> vocabulary bias", lambda variant: f"{variant} (the default)" if variant == "off" else variant)
+    table(__file__, args, "z -> vocabulary bias", lambda variant: f"{variant} (the default)" if variant == "on" else variant)
 
 
 if __name__ == "__main__":
