@@ -58,14 +58,15 @@ def train_and_evaluate(args: argparse.Namespace, **settings: object) -> None:
     print(json.dumps({"train_s": round(seconds), **{k: m[k] for k in COLUMNS}}))
 
 
-def table(script: str, args: argparse.Namespace, header: str, label: Callable[[str], str]) -> None:
-    """Run every (variant, seed) of `args` as a child of `script`, one after the other, printing a row as each ends."""
+def table(script: str, args: argparse.Namespace, header: str, label: Callable[[str], str], sep: str = ",") -> None:
+    """Run every (variant, seed) of `args` as a child of `script`, one after the other, printing a row as each ends; `sep`
+    separates the variants in `args.variants`."""
     print(f"{args.steps} steps of 16 on {args.train}; first {args.limit} sentences of {args.test}\n")
     print(f"| {header} | seed | " + " | ".join(COLUMNS.values()) + " |")
     print("| --- | --- |" + " --- |" * len(COLUMNS))
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds.split(","):
-            for variant in args.variants.split(","):
+            for variant in args.variants.split(sep):
                 cmd = [sys.executable, script, "--train", args.train, "--valid", args.valid, "--test", args.test, "--limit", str(args.limit),
                        "--steps", str(args.steps), "--child", variant, seed, "--out", str(Path(tmp) / f"m{variant}_{seed}")]
                 done = subprocess.run(cmd, capture_output=True, text=True)
