@@ -7,7 +7,8 @@ Two measurements on the first `--limit` sentences of `--test`, each target token
 it occurs in `--train` (the decoder's tokens):
 
 1. **The bias alone.** Where the sentence's own tokens rank among the decoder's whole vocabulary under `--vocab-bias`'s
-   W (A mu) alone (0 = the top), for held-out sentences and for the first `--limit` training sentences.
+   W (A mu) alone (0 = the top), for held-out sentences and for the first `--limit` training sentences; and, for the
+   held-out ones, under the oracle bag `Wn b` below alone.
 2. **An oracle bag.** The teacher-forced token accuracy from mu (as `vae evaluate`'s) when `s * Wn b` is added to the
    logits at every position: b the sum of the sentence's own tokens' unit-length output embeddings (Wn, W's rows
    scaled to length 1), for each `--scales` s. It is what a bag of the sentence's words could give at most to the model as
@@ -55,7 +56,7 @@ def main() -> None:
     unit = table / table.norm(dim=1, keepdim=True)
     scales = [float(s) for s in args.scales.split(",")]
 
-    ranks: dict[str, list[tuple[int, int]]] = {"held-out": [], "training": []}
+    ranks: dict[str, list[tuple[int, int]]] = {"held-out": [], "training": [], "held-out, the oracle bag Wn b alone": []}
     hits: dict[float, list[tuple[int, bool]]] = {s: [] for s in scales}
     texts = read_lines(path=args.test).texts[: args.limit]
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
@@ -73,6 +74,9 @@ def main() -> None:
                     continue
                 bag = torch.stack([unit[tokens].sum(dim=0) for tokens in words])
                 oracle = (bag @ unit.T).unsqueeze(1)
+                bag_rank = oracle.squeeze(1).argsort(dim=1, descending=True).argsort(dim=1)
+                for r, tokens in enumerate(words):
+                    ranks["held-out, the oracle bag Wn b alone"] += [(freq[t], int(bag_rank[r, t])) for t in tokens]
                 real = labels != -100
                 for s in scales:
                     right = (logits.float() + s * oracle).argmax(dim=-1) == labels
@@ -80,8 +84,8 @@ def main() -> None:
                         hits[s] += [(freq[int(t)] if int(t) != model.eos_id else -1, bool(h)) for t, h in zip(labels[r][real[r]], right[r][real[r]])]
 
     print(f"{args.model}: the first {args.limit} sentences of {args.test} (and of {args.train})\n")
-    print("Where a sentence's own tokens rank in the vocabulary bias alone, W (A mu) (0 = the top):\n")
-    print("| tokens seen in training | sentences | tokens | median rank | in the top 10 | in the top 100 |")
+    print("Where a sentence's own tokens rank in the vocabulary bias alone, W (A mu), and in the oracle bag alone (0 = the top):\n")
+    print("| tokens seen in training | sentences, scores | tokens | median rank | in the top 10 | in the top 100 |")
     print("| --- | --- | --- | --- | --- | --- |")
     for lo, hi in BUCKETS:
         for name, rows in ranks.items():

@@ -52,7 +52,7 @@ def main() -> None:
                     t = int(labels[r, p])
                     if t != model.eos_id and not hits[r, p]:
                         q = int(logits[r, p].argmax())
-                        kind = "later" if q in sentence[p + 1:] else "earlier" if q in sentence[:p] else "end" if q == model.eos_id else "other"
+                        kind = "end" if q == model.eos_id else "later" if q in sentence[p + 1:] else "earlier" if q in sentence[:p] else "other"
                         misses.append((freq[t], kind, bool(second[r, p])))
                     piece = model.decoder_tokenizer.convert_ids_to_tokens(t)
                     rows.append((p, t == model.eos_id, p == 0 or piece.startswith(("Ġ", "▁")), freq[t], bool(hits[r, p])))

@@ -89,6 +89,15 @@ def test_learned_pooling_is_saved_trained_and_loaded(dirs, layers, pooling, tmp_
         torch.testing.assert_close(vae(**batch, sample=False).mu, loaded(**batch, sample=False).mu)
 
 
+def test_attention_pooling_for_a_causal_lm_by_default_mean_for_an_encoder_decoder_and_models_saved_before():
+    from vaecli.config import TrainConfig
+
+    assert TrainConfig(train_file="x").vae_config().pooling == "attention"
+    assert TrainConfig(train_file="x", pooling="mean").vae_config().pooling == "mean"
+    assert TrainConfig(train_file="x", model="minilm").vae_config().pooling == "mean"
+    assert VAEConfig.from_dict({"latent_dim": 8, "layers": "mean"}).pooling == "mean"  # config.json saved before the default
+
+
 def test_bad_pooling_settings_are_refused():
     with pytest.raises(ConfigError, match="--layers must be one of last, mean, mix, got 'first'; --pool-queries must be >= 1, got 0"):
         VAEConfig(layers="first", pool_queries=0)

@@ -52,7 +52,7 @@ was measured so)."""
 VALID_BATCH_MIN = 32
 
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "seq2seq": {"latent_dim": 32, "layers": "last", "injection": "memory", "prefix_slots": 1, "init_logvar": 0.0,
+    "seq2seq": {"latent_dim": 32, "layers": "last", "pooling": "mean", "injection": "memory", "prefix_slots": 1, "init_logvar": 0.0,
                 "vocab_bias": False, "new_lr_scale": 1.0, "calibrate": False, "freeze_decoder": False, "phase1_steps": 1000, "phase2_steps": 2000,
                 "lora": 0, "batch_size": 32},
     # Measured for MiniLM + SmolLM2 (README, "Measured"): a frozen decoder and calibration make the LM read z
@@ -66,7 +66,9 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     # step became 1.5x cheaper (training.trainer: the math attention kernel in bf16 on a CPU, AdamW fused; 2800 before).
     # --vocab-bias won the hour-long run against the same default without it (held-out WordNet token accuracy 74.2% -> 75.7%,
     # BLEU 43.6 -> 46.0, exact match 30.0% -> 32.0%); not measured for an encoder-decoder, so off there.
-    "causal": {"latent_dim": 256, "layers": "mean", "injection": "both", "prefix_slots": 8, "init_logvar": -6.0,
+    # Attention pooling (4 learned queries over the tokens) won the hour-long run against the mean (validation token accuracy
+    # 75.8% -> 78.2%; held-out BLEU 46.0 -> 47.9, exact 32.0% -> 35.3%); the encoder-decoder keeps the mean (not measured there).
+    "causal": {"latent_dim": 256, "layers": "mean", "pooling": "attention", "injection": "both", "prefix_slots": 8, "init_logvar": -6.0,
                "vocab_bias": True, "new_lr_scale": 3.0, "calibrate": True, "freeze_decoder": True, "phase1_steps": 3800, "phase2_steps": 0,
                "lora": 16, "batch_size": 16},
 }
@@ -134,8 +136,8 @@ class ModelSettings:
     layers: Layers | None = setting(None, "Which encoder layers z is pooled from: last, mean (the plain mean of every layer's states, "
                                      "embeddings included) or mix (a learned softmax-weighted mix of them, ELMo's scalar mix).")
     reader_layers: int = setting(0, f"With --encoder {ENCODER_IS_DECODER}: the LM reads with its first N blocks only (0: all of them).")
-    pooling: Pooling = setting("mean", "How the tokens' states become one vector: mean or max over real (non-padding) tokens, or "
-                                       "attention (--pool-queries learned queries, their results concatenated).")
+    pooling: Pooling | None = setting(None, "How the tokens' states become one vector: mean or max over real (non-padding) tokens, or "
+                                            "attention (--pool-queries learned queries, their results concatenated).")
     pool_queries: int = setting(4, "Learned queries of --pooling attention.")
     injection: Injection | None = setting(
         None, "How z reaches the decoder: memory (vectors read by cross-attention; encoder-decoders only), prefix (key/value "
@@ -161,7 +163,7 @@ class ModelSettings:
         problems = []
         if self.latent_dim is not None and self.latent_dim < 1:
             problems.append(f"--latent-dim must be >= 1, got {self.latent_dim}")
-        if self.pooling not in POOLINGS:
+        if self.pooling is not None and self.pooling not in POOLINGS:
             problems.append(f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         if self.layers is not None and self.layers not in LAYERS:
             problems.append(f"--layers must be one of {', '.join(LAYERS)}, got {self.layers!r}")
@@ -211,6 +213,7 @@ class VAEConfig(ModelSettings):
         if "lora_rank" in data:  # config.json of vaecli 0.1 before the names were unified
             data.setdefault("lora", data.pop("lora_rank"))
         data.setdefault("layers", "last")  # saved before --layers existed: z came from the last layer
+        data.setdefault("pooling", "mean")  # saved before --pooling had a family default: the mean over tokens
         data.setdefault("lora", 0)  # saved before LoRA was a family default: no adapters
         data.setdefault("vocab_bias", False)  # saved before --vocab-bias existed: none
         if isinstance(data.get("bow"), bool):  # a bag-of-words head: saved as on/off before, now as its weight

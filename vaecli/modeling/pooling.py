@@ -13,7 +13,9 @@ and so are the tokens (`--pooling`), padding always masked:
 
 - mean / max over the sentence's tokens;
 - attention: `--pool-queries` learned queries each take a softmax-weighted sum of the tokens; the
-  vectors are concatenated (k x hidden), so word-level detail need not be averaged away.
+  vectors are concatenated (k x hidden), so word-level detail need not be averaged away. The causal-LM default
+  (4 queries): with the LM reading its own sentence, held-out token accuracy at 460 steps rose 4.4 and 7.3 points over
+  the mean (two seeds; README "Measured", round nine). A causal LM's state at a token has seen only the tokens before it.
 """
 
 from __future__ import annotations
