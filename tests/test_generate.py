@@ -42,6 +42,34 @@ def test_guard_stops_loops_and_keeps_rows_independent(bert_dir, llama_dir):
     assert all(len(set(ngrams(row, 2))) == len(ngrams(row, 2)) for row in sampled)
 
 
+class ScriptedLM:
+    """A decoder whose next-token probabilities depend only on the last token: 0 pad, 1 end, 2 start, 3 a word that loops,
+    4 a word that ends the sentence."""
+
+    pad_id, eos_id, start_id = 0, 1, 2
+    NEXT = {2: {3: 0.5, 4: 0.5}, 3: {3: 0.95, 1: 0.05}, 4: {1: 0.9, 3: 0.1}}
+
+    def decode_state(self, z):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(select=lambda rows: None)
+
+    def decoder_logits(self, state, last):
+        table = torch.full((5, 5), -torch.inf)  # what NEXT does not list cannot follow
+        for token, nxt in self.NEXT.items():
+            for t, p in nxt.items():
+                table[token, t] = float(torch.tensor(p).log())
+        return table[last[:, -1]].unsqueeze(1)
+
+
+def test_beam_search_prefers_a_sentence_that_ended_to_a_loop_cut_at_the_limit():
+    """[4, end] scores (log .5 + log .9) / 2 = -0.40 per token; [3, 3, 3, 3, 3, 3], cut at 6 tokens without ending,
+    (log .5 + 5 log .95) / 6 = -0.16: by the mean alone the loop would win."""
+    z = torch.zeros(2, 1)
+    assert generate(ScriptedLM(), z, 6, beam=2) == [[4], [4]]
+    assert generate(ScriptedLM(), z, 1, beam=2) in ([[3], [3]], [[4], [4]])  # nothing ended: the best cut one
+
+
 def test_sample_guards_by_default_and_can_turn_it_off(tmp_path, bert_dir, llama_dir):
     from vaecli.cli import app
 

@@ -9,6 +9,7 @@ sentence's own beams).
 from __future__ import annotations
 
 import torch
+from torch.nn import functional as F
 
 from vaecli.modeling.vae import VAEModel
 
@@ -80,38 +81,48 @@ def generate(
 
 
 def _beam_search(model: VAEModel, z: torch.Tensor, max_new_tokens: int, k: int, no_repeat_ngram: int = 0) -> list[list[int]]:
-    """Beam search with length-normalised final scores (sum of log-probs / tokens)."""
+    """Beam search with length-normalised scores (sum of log-probs / tokens). A hypothesis that ends leaves the beam for
+    its row's pool, which keeps the best ended one, so the k beams always hold running hypotheses; and an ended one ranks
+    above every one cut at `max_new_tokens`: a loop of likely tokens ("unfier and uncometly-A unfier and ...") has a high
+    mean log-prob and would otherwise win. A row stops growing its pool once its best ended hypothesis scores at least its
+    best running one (the running ones are all as long): from then on nothing changes its result, so no row depends on
+    how long the others run."""
     b, device = z.shape[0], z.device
     state = model.decode_state(z.repeat_interleave(k, dim=0))
     scores = torch.zeros(b, k, device=device)
     scores[:, 1:] = -torch.inf  # all beams start identical: expand only the first
-    finished = torch.zeros(b * k, dtype=torch.bool, device=device)
-    lengths = torch.zeros(b * k, device=device)
     seqs = torch.empty(b * k, 0, dtype=torch.long, device=device)
     last = torch.full((b * k, 1), model.start_id, dtype=torch.long, device=device)
     offsets = (torch.arange(b, device=device) * k).unsqueeze(1)
-    for _ in range(max_new_tokens):
+    done_score = torch.full((b,), -torch.inf, device=device)  # per row: the best ended hypothesis's mean log-prob
+    done_seq = torch.full((b, max_new_tokens), model.pad_id, dtype=torch.long, device=device)
+    stopped = torch.zeros(b, dtype=torch.bool, device=device)
+    for step in range(max_new_tokens):
         logp = torch.log_softmax(model.decoder_logits(state, last)[:, -1].float(), dim=-1)
         logp = ban_repeats(logp, seqs, no_repeat_ngram)
         vocab = logp.shape[-1]
-        # A finished beam continues only with padding, at no cost, so it keeps its score.
-        logp = torch.where(finished.unsqueeze(1), torch.full_like(logp, -torch.inf), logp)
-        logp[finished, model.pad_id] = 0.0
-        candidates = (scores.view(-1, 1) + logp).view(b, k * vocab)
-        scores, index = candidates.topk(k, dim=1)
+        candidates = scores.view(-1, 1) + logp  # (b * k, vocab)
+        ending = (candidates[:, model.eos_id] / (step + 1)).view(b, k)
+        top, which = ending.max(dim=1)
+        better = (top > done_score) & ~stopped
+        if bool(better.any()):
+            ended = torch.cat([seqs.index_select(0, offsets.squeeze(1) + which), torch.full((b, 1), model.eos_id, device=device)], dim=1)
+            ended = F.pad(ended, (0, max_new_tokens - ended.shape[1]), value=model.pad_id)
+            done_seq = torch.where(better.unsqueeze(1), ended, done_seq)
+            done_score = torch.where(better, top, done_score)
+        candidates[:, model.eos_id] = -torch.inf  # ended hypotheses are in the pool, not the beam
+        scores, index = candidates.view(b, k * vocab).topk(k, dim=1)
         rows = (offsets + torch.div(index, vocab, rounding_mode="floor")).view(-1)
         token = (index % vocab).view(-1)
         seqs = torch.cat([seqs.index_select(0, rows), token.unsqueeze(1)], dim=1)
-        was_finished = finished.index_select(0, rows)
-        lengths = lengths.index_select(0, rows) + (~was_finished).float()
-        finished = was_finished | (token == model.eos_id)
         state.select(rows)
         last = token.unsqueeze(1)
-        if bool(finished.all()):
+        stopped |= done_score >= scores.max(dim=1).values / (step + 1)
+        if bool(stopped.all()):
             break
-    normalised = (scores.view(-1) / lengths.clamp(min=1)).view(b, k)
-    best = (offsets.squeeze(1) + normalised.argmax(dim=1))
-    return strip_ids(seqs.index_select(0, best), model)
+    cut = seqs.index_select(0, offsets.squeeze(1) + scores.argmax(dim=1))  # the best running one, when none ended
+    cut = F.pad(cut, (0, max_new_tokens - cut.shape[1]), value=model.pad_id)
+    return strip_ids(torch.where(torch.isfinite(done_score).unsqueeze(1), done_seq, cut), model)
 
 
 def strip_ids(ids: torch.Tensor, model: VAEModel) -> list[list[int]]:
