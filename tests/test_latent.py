@@ -146,9 +146,10 @@ def test_generated_quality_counts_texts_that_never_end(dirs):
 
 
 def vae_texts(vae: VAEModel, z: np.ndarray) -> list[str]:
+    """What `vae decode --beam 1` gives: generated_quality's texts are greedy."""
     from vaecli.inference.latent import decode
 
-    return decode(vae, z)
+    return decode(vae, z, beam=1)
 
 
 # -- the aggregate prior ----------------------------------------------------------------------------
