@@ -19,8 +19,9 @@ bf16 autocast, as training runs on a CPU.
 
 from __future__ import annotations
 
-import argparse
 import collections
+
+from token_errors import model_arguments  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 BUCKETS = ((0, 0), (1, 9), (10, 99), (100, 999), (1000, None))
 
@@ -39,11 +40,7 @@ def main() -> None:
     from vaecli.api import TextVAE
     from vaecli.files.text import read_lines
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--test", required=True, help="sentences, one per line")
-    parser.add_argument("--limit", type=int, default=300)
-    parser.add_argument("--train", required=True, help="the training sentences, for the tokens' frequencies")
+    parser = model_arguments(__doc__)
     parser.add_argument("--scales", default="0,1,2,4,8")
     args = parser.parse_args()
     model = TextVAE.from_pretrained(args.model)

@@ -17,6 +17,16 @@ import argparse
 import collections
 
 
+def model_arguments(doc: str) -> argparse.ArgumentParser:
+    """The options of a benchmark that looks into a trained model's tokens (this one, `identity_path.py`)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--test", required=True, help="sentences, one per line")
+    parser.add_argument("--limit", type=int, default=300)
+    parser.add_argument("--train", required=True, help="the training sentences, for the tokens' frequencies")
+    return parser
+
+
 def main() -> None:
     import torch
 
@@ -24,12 +34,7 @@ def main() -> None:
     from vaecli.files.text import read_lines
     from vaecli.modeling.precision import use_bf16
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--test", required=True, help="sentences, one per line")
-    parser.add_argument("--limit", type=int, default=300)
-    parser.add_argument("--train", required=True, help="the training sentences, for the tokens' frequencies")
-    args = parser.parse_args()
+    args = model_arguments(__doc__).parse_args()
     vae = TextVAE.from_pretrained(args.model)
     model = vae
     model.eval()
