@@ -7,8 +7,9 @@ import torch
 
 from vaecli.config import VAEConfig
 from vaecli.modeling.backbones import build_vae
+from vaecli.modeling.gaussian import free_bits_kl, kl_per_dim
 from vaecli.modeling.pooling import masked_pool
-from vaecli.modeling.vae import VAEModel, free_bits_kl, kl_per_dim
+from vaecli.modeling.vae import VAEModel
 
 SENTENCES = [
     "he breathed new life into the old house",

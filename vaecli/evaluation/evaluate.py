@@ -38,8 +38,9 @@ from vaecli.config import DECODE_BEAM, SAMPLE_NO_REPEAT_NGRAM
 from vaecli.evaluation.fluency import fluency
 from vaecli.evaluation.metrics import active_units, mutual_information
 from vaecli.inference.generate import generate
+from vaecli.modeling.gaussian import kl_per_dim, log_normal
 from vaecli.modeling.tokens import length_batches, pad_batch
-from vaecli.modeling.vae import VAEModel, kl_per_dim, log_normal
+from vaecli.modeling.vae import VAEModel
 
 
 def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,11 +33,12 @@ from vaecli.config import VAEConfig, family_problems, fill_family_defaults
 from vaecli.errors import ModelDirError
 from vaecli.modeling.adapters import adapters_off
 from vaecli.modeling.family import DecodeState, Dims, Family
+from vaecli.modeling.gaussian import free_bits_kl, kl_per_dim
 from vaecli.modeling.layout import CONFIG_NAME, PRIOR_NAME, WEIGHTS_NAME
 from vaecli.modeling.pooling import Pooler
 from vaecli.modeling.prior import AggregatePrior
 
-__all__ = ["VAEModel", "VAEOutput", "DecodeState", "Dims", "kl_per_dim", "free_bits_kl", "log_normal"]
+__all__ = ["VAEModel", "VAEOutput", "DecodeState", "Dims"]
 
 
 FORMAT_VERSION = 2  # 2: a "family" key and the causal family; 1 (encoder-decoder only) still loads
@@ -62,24 +62,6 @@ class VAEOutput:
     logits: torch.Tensor
     rec_per_sentence: torch.Tensor
     kl_per_sentence: torch.Tensor
-
-
-def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, 1)) for each example and dimension, in nats."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
-
-
-def free_bits_kl(kl_dims: torch.Tensor, lam: float) -> torch.Tensor:
-    """The KL term under free bits, per dimension on the batch-averaged KL (as Optimus).
-
-    Each dimension's KL, averaged over the batch, counts as at least `lam` nats: sum_d max(mean_b KL_bd, lam).
-    A dimension below the floor gets no gradient from the KL, but one example's low KL is not floored
-    on its own, so the floor is `lam * latent_dim` for the batch, not for each sentence.
-    """
-    per_dim = kl_dims.mean(dim=0)
-    if lam <= 0:
-        return per_dim.sum()
-    return torch.clamp(per_dim, min=lam).sum()
 
 
 def family_for(backbone: nn.Module, decoder_tokenizer: Any) -> Family:
@@ -395,8 +377,3 @@ class VAEModel(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log N(z; mu, exp(logvar)) summed over the last dimension."""
-    return -0.5 * (((z - mu) ** 2) / logvar.exp() + logvar + math.log(2 * math.pi)).sum(dim=-1)
