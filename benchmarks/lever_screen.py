@@ -22,7 +22,8 @@ COLUMNS = {"rec": "Rec", "shuffle_gap": "shuffle gap", "token_accuracy": "token 
 
 
 def arguments(doc: str, variants: str, default_variants: str) -> argparse.Namespace:
-    """The options every screen takes, and `--VARIANTS` (a comma-separated list) for its own."""
+    """The options every screen takes, and `--VARIANTS` (a list: comma-separated, unless the screen passes `table` another `sep`)
+    for its own."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--train", required=True, help="training sentences, one per line")
     parser.add_argument("--valid", default=str(ROOT / "examples" / "wordnet" / "valid.txt"))

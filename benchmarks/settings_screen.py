@@ -50,11 +50,24 @@ def parse(text: str, kind: object) -> object:
     return text
 
 
+def check(variants: list[str], train: str) -> None:
+    """Every variant read and its settings checked before the first one trains: a typo in the last one exits at once."""
+    from vaecli.config import TrainConfig
+    from vaecli.errors import ConfigError
+
+    for variant in variants:
+        try:
+            TrainConfig(train_file=train, **settings_of(variant))
+        except ConfigError as err:
+            sys.exit(f"settings_screen: {variant!r}: {err}")
+
+
 def main() -> None:
     args = arguments(__doc__, "variants", "default")
     if args.child:
         train_and_evaluate(args, **settings_of(args.child[0]))
         return
+    check(args.variants.split(";"), args.train)
     table(__file__, args, "settings", lambda variant: variant, sep=";")
 
 
