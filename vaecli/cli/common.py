@@ -160,7 +160,7 @@ Chunk = tuple[list[str], dict[str, list[Any]]]  # sentences, and the kept column
 
 
 class SentenceChunks:
-    """Sentences from arguments, -i FILE or stdin, in chunks as they arrive (see files.text.stream_lines), or
+    """Sentences from arguments, -i FILE or stdin, in chunks as they arrive (see files.streaming.stream_lines), or
     from a corpus file of another format (files.corpus), with the columns to keep; blank lines (empty
     cells) are counted as they pass. `first()` reads until the first sentence (or refuses input with
     none) so that bad input is reported before a model loads."""
@@ -185,7 +185,7 @@ class SentenceChunks:
         self._first: Chunk | None = None
 
     def _lines(self, texts: list[str], input_file: Path | None) -> Iterator[Chunk]:
-        from vaecli.files.text import stream_lines
+        from vaecli.files.streaming import stream_lines
 
         for lines in stream_lines(texts, str(input_file) if input_file else None, sys.stdin.buffer, READ_CHUNK):
             self.blank += lines.blank

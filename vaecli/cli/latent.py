@@ -114,7 +114,8 @@ def decode(
 ) -> None:
     """Latent vectors (any format `encode` writes) -> one sentence per line, written as each batch is decoded."""
     with handled():
-        from vaecli.files.text import STDIN_NAME, check_text_file, stream_chunks
+        from vaecli.files.streaming import stream_chunks
+        from vaecli.files.text import STDIN_NAME, check_text_file
         from vaecli.files.vector_reader import stream_vectors
 
         if fmt is not None:

@@ -14,7 +14,8 @@ import safetensors.numpy
 from safetensors import SafetensorError
 
 from vaecli.errors import InputError
-from vaecli.files.text import STDIN_NAME, _one_line, _show, _split_lines, decode_text, numbered_pieces
+from vaecli.files.streaming import numbered_pieces
+from vaecli.files.text import STDIN_NAME, _one_line, _show, _split_lines, decode_text
 from vaecli.files.vectors import FORMATS, VECTOR_KEYS, Format, clip, is_number, unescape_tsv
 
 __all__ = ["read_vectors", "stream_vectors"]
