@@ -487,6 +487,52 @@ def test_the_decoder_reads_with_its_first_blocks(lm_dirs, more_lm_dirs, lm, tmp_
         build_causal_vae("decoder", str(lm_dir), VAEConfig(latent_dim=8, reader_layers=blocks + 1))
 
 
+@pytest.mark.parametrize("lm", ["llama", "gpt2", "gemma3"])
+def test_the_decoder_reads_each_sentence_twice(lm_dirs, more_lm_dirs, lm, tmp_path):
+    """--reader-echo: the states are those of the second of two readings of the sentence, as the LM gives them for the
+    unpadded `sentence sentence` alone, whatever the padding; rows stay independent, and save -> load keeps it."""
+    lm_dir = {**lm_dirs, **more_lm_dirs}[lm]
+    vae = build_causal_vae("decoder", str(lm_dir), VAEConfig(latent_dim=8, reader_echo=True)).eval()
+    body = vae.backbone.decoder.base_model
+    a_batch, b_batch = vae.tokenize_batch(SENTENCES), vae.tokenize_batch([SENTENCES[0]] + OTHERS[1:])
+    assert a_batch["input_ids"].shape[1] != b_batch["input_ids"].shape[1]  # row 0 is padded differently in the two batches
+    for batch in (a_batch, b_batch):
+        read = vae.backbone.encoder(batch["input_ids"], batch["attention_mask"])
+        for row in range(2):
+            n = int(batch["attention_mask"][row].sum())
+            ids = batch["input_ids"][row, :n]
+            with torch.no_grad():
+                alone = body(input_ids=torch.cat([ids, ids]).unsqueeze(0), output_hidden_states=True).hidden_states
+            for layer in (0, 1, len(alone) - 1):
+                second = torch.nn.functional.layer_norm(alone[layer][0, n:], alone[layer].shape[-1:])
+                torch.testing.assert_close(read.hidden_states[layer][row, :n], second, atol=1e-4, rtol=1e-4)
+    ids, mask = a_batch["input_ids"], a_batch["attention_mask"]
+    shifts = (mask.shape[1] - mask.sum(dim=1)).tolist()  # the same rows padded on the left
+    left_ids = torch.stack([row.roll(k) for row, k in zip(ids, shifts)])
+    left_mask = torch.stack([row.roll(k) for row, k in zip(mask, shifts)])
+    right_read = vae.backbone.encoder(ids, mask).hidden_states[-1]
+    left_read = vae.backbone.encoder(left_ids, left_mask).hidden_states[-1]
+    torch.testing.assert_close(left_read[left_mask.bool()], right_read[mask.bool()], atol=1e-4, rtol=1e-4)
+    once = build_causal_vae("decoder", str(lm_dir), VAEConfig(latent_dim=8)).eval().backbone.encoder
+    first = once(a_batch["input_ids"], a_batch["attention_mask"]).hidden_states[-1]
+    second = vae.backbone.encoder(a_batch["input_ids"], a_batch["attention_mask"]).hidden_states[-1]
+    assert (first - second)[a_batch["attention_mask"].bool()].abs().max() > 1e-3  # not the first reading
+    with torch.no_grad():
+        calibrate(vae, vae.tokenize_batch(SENTENCES + OTHERS), 0.1)
+        a, b = vae(**a_batch, sample=False), vae(**b_batch, sample=False)
+    torch.testing.assert_close(a.mu[0], b.mu[0], atol=1e-5, rtol=0)
+    vae.save_pretrained(tmp_path)
+    loaded = VAEModel.from_pretrained(tmp_path)
+    assert loaded.backbone.encoder.echo and loaded.config.reader_echo
+    with torch.no_grad():
+        assert torch.equal(loaded(**a_batch, sample=False).mu, a.mu)
+
+
+def test_reader_echo_needs_the_decoder_as_encoder(bert_dir, llama_dir):
+    with pytest.raises(ConfigError, match="--reader-echo has the decoder LM read twice: it needs --encoder decoder"):
+        TrainConfig(train_file="t.txt", encoder=str(bert_dir), decoder=str(llama_dir), reader_echo=True)
+
+
 def test_reader_layers_needs_the_decoder_as_encoder(bert_dir, llama_dir):
     """--reader-layers with another encoder, or below 0, is refused in one line before anything loads."""
     with pytest.raises(ConfigError, match="--reader-layers sets how deep the decoder LM reads: it needs --encoder decoder"):

@@ -136,6 +136,8 @@ class ModelSettings:
     layers: Layers | None = setting(None, "Which encoder layers z is pooled from: last, mean (the plain mean of every layer's states, "
                                      "embeddings included) or mix (a learned softmax-weighted mix of them, ELMo's scalar mix).")
     reader_layers: int = setting(0, f"With --encoder {ENCODER_IS_DECODER}: the LM reads with its first N blocks only (0: all of them).")
+    reader_echo: bool = setting(False, f"With --encoder {ENCODER_IS_DECODER}: the LM reads the sentence twice and z is pooled from "
+                                       "the second reading, where every token's state has seen the whole sentence (echo embeddings).")
     pooling: Pooling | None = setting(None, "How the tokens' states become one vector: mean or max over real (non-padding) tokens, or "
                                             "attention (--pool-queries learned queries, their results concatenated).")
     pool_queries: int = setting(4, "Learned queries of --pooling attention.")
@@ -351,6 +353,8 @@ class TrainConfig(ModelSettings):
         fill_family_defaults(self, self.family)
         if self.reader_layers and self.encoder != ENCODER_IS_DECODER:
             problems.append(f"--reader-layers sets how deep the decoder LM reads: it needs --encoder {ENCODER_IS_DECODER}")
+        if self.reader_echo and self.encoder != ENCODER_IS_DECODER:
+            problems.append(f"--reader-echo has the decoder LM read twice: it needs --encoder {ENCODER_IS_DECODER}")
         if self.new_lr_scale <= 0:
             problems.append("--new-lr-scale must be > 0")
         return problems + family_problems(self.family, self.injection, self.lora)

@@ -84,7 +84,7 @@ def build_causal_vae(encoder: str, decoder: str, vae_config: VAEConfig) -> VAEMo
         from vaecli.modeling.lm_reader import LMReader
 
         lm, lm_tok = load_decoder()
-        return VAEModel(EncoderAndLM(LMReader(lm, vae_config.reader_layers), lm), vae_config, lm_tok, lm_tok)
+        return VAEModel(EncoderAndLM(LMReader(lm, vae_config.reader_layers, vae_config.reader_echo), lm), vae_config, lm_tok, lm_tok)
     enc_model, enc_tok = pretrained("--encoder", minilm_path() if encoder == EMBEDDED_ENCODER else encoder, "AutoModel", "encoder")
     if getattr(enc_model.config, "is_encoder_decoder", False):
         raise ModelDirError(f"--encoder {encoder} is an encoder-decoder; pass it as --model, or name an encoder (BERT, RoBERTa, MiniLM)")

@@ -155,7 +155,8 @@ class CausalFamily:
         if saved.get("encoder_class") == READER_CLASS:  # the decoder reads its own sentences: nothing more to build
             from vaecli.config import VAEConfig
 
-            return EncoderAndLM(LMReader(decoder, VAEConfig.from_dict(saved["vae"]).reader_layers), decoder)
+            vae = VAEConfig.from_dict(saved["vae"])
+            return EncoderAndLM(LMReader(decoder, vae.reader_layers, vae.reader_echo), decoder)
         encoder = build(saved["encoder_class"], saved["encoder"], MODEL_MAPPING_NAMES)
         return EncoderAndLM(encoder, decoder)
 

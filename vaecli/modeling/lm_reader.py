@@ -14,6 +14,11 @@ by 10 of its 30 blocks: 1.2x the steps per second). A linear probe finds more of
 early layers (0.63 from SmolLM2's layer 2 against 0.50 from layer 30), yet reading with all of them gives the
 better z at equal minutes (README, "Measured", round five), so the default is all.
 
+`--reader-echo` has the LM read the sentence twice and pools z from the second reading (echo embeddings, Springer
+et al. 2024): a causal LM's state at a token has seen only the tokens before it, so in one reading the first words'
+states know nothing of the rest; in the second, every token's state has seen the whole sentence. The reading costs a
+forward over twice the tokens.
+
 `LMReader` holds the LM without registering it as a submodule: it owns no parameter, and the model's
 weights are saved once, under `decoder.*`.
 """
@@ -41,8 +46,10 @@ class LMReader(nn.Module):
 
     pooler = None
 
-    def __init__(self, lm: nn.Module, depth: int = 0) -> None:
+    def __init__(self, lm: nn.Module, depth: int = 0, echo: bool = False) -> None:
         super().__init__()
+        self.echo = echo
+        """Read the sentence twice; the states are the second reading's."""
         self.__dict__["lm"] = lm  # a reference, not a submodule: no parameter of its own, saved once as the decoder
         if depth > lm.config.num_hidden_layers:
             raise ConfigError(f"--reader-layers {depth}: the LM has {lm.config.num_hidden_layers} blocks")
@@ -62,11 +69,15 @@ class LMReader(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = True) -> Any:
         body = self.lm.base_model  # the transformer without its vocabulary head: the logits are never needed
+        ids, mask = twice(input_ids, attention_mask) if self.echo else (input_ids, attention_mask)
         with torch.no_grad(), first_blocks(body, self.depth) if self.depth else nullcontext():
-            out = body(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, use_cache=False)
+            out = body(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
         if len(out.hidden_states) != self.states:  # e.g. hooks installed by a shallower read first
             raise RuntimeError(f"the LM returned {len(out.hidden_states)} hidden states, not {self.states}")
-        states = tuple(nn.functional.layer_norm(h.float(), h.shape[-1:]).to(h.dtype) for h in out.hidden_states)
+        hidden = out.hidden_states
+        if self.echo:
+            hidden = tuple(second_reading(h, attention_mask) for h in hidden)
+        states = tuple(nn.functional.layer_norm(h.float(), h.shape[-1:]).to(h.dtype) for h in hidden)
         return SimpleNamespace(hidden_states=states, last_hidden_state=states[-1])
 
 
@@ -87,3 +98,23 @@ def first_blocks(body: nn.Module, depth: int) -> Iterator[None]:
         yield
     finally:
         body._modules[names[0]] = blocks
+
+
+def twice(input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) ids and mask -> (B, 2T): each row's real tokens, then the same again, then padding (whatever side the
+    input was padded on), so that the LM sees `sentence sentence` at positions 0 .. 2n - 1, as it would alone."""
+    real = mask.to(torch.bool)
+    width, count = real.shape[1], real.sum(dim=1, keepdim=True)
+    packed = input_ids.gather(1, torch.argsort((~real).to(torch.int8), dim=1, stable=True))  # real tokens first, in order
+    place = torch.arange(2 * width, device=input_ids.device).unsqueeze(0)
+    source = torch.where(place < count, place, place - count).clamp(0, width - 1)
+    return packed.gather(1, source), (place < 2 * count).to(mask.dtype)
+
+
+def second_reading(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, 2T, H) states of `twice`'s rows -> (B, T, H) in the input's layout: a real token's state is its second reading's
+    (padding gets some state; the pooler masks it)."""
+    real = mask.to(torch.long)
+    rank = (real.cumsum(dim=1) - 1).clamp(min=0)
+    source = (real.sum(dim=1, keepdim=True) + rank).clamp(max=states.shape[1] - 1)
+    return states.gather(1, source.unsqueeze(-1).expand(-1, -1, states.shape[-1]))
