@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO
 
 from vaecli.errors import InputError
-from vaecli.files import text
+from vaecli.files import text as rules  # its chunk size, read at call time (tests shrink it)
 from vaecli.files.text import STDIN_NAME, Lines, _check_args, _check_buffer, _check_magic, _open_error, _stat_input, _to_lines
 
 
@@ -77,7 +77,7 @@ def numbered_pieces(chunks: Iterator[bytes], name: str, ready: Callable[[], bool
 def stream_chunks(stream: Any) -> tuple[Iterator[bytes], Callable[[], bool]]:
     """A binary stream's bytes as they arrive, and whether more can be read at once."""
     stream = getattr(stream, "buffer", stream)
-    return _byte_chunks(stream, text._CHUNK), lambda: _ready(stream)
+    return _byte_chunks(stream, rules._CHUNK), lambda: _ready(stream)
 
 
 def stream_lines(
@@ -103,7 +103,7 @@ def stream_lines(
             raise _open_error(name, err) from None
         with handle:
             try:
-                for piece in numbered_pieces(iter(lambda: handle.read(text._CHUNK), b""), name, lambda: True, max_lines):
+                for piece in numbered_pieces(iter(lambda: handle.read(rules._CHUNK), b""), name, lambda: True, max_lines):
                     yield _to_lines(line for _, line in piece)
             except OSError as err:
                 raise _open_error(name, err) from None
