@@ -447,6 +447,19 @@ def test_the_decoder_reads_its_own_sentences(lm_dirs, lm, tmp_path):
     assert torch.equal(a.mu, c.mu) and torch.equal(a.logits, c.logits)
 
 
+def rows_independent_and_reloaded(vae: VAEModel, tmp_path) -> tuple:
+    """Calibrated, a sentence's mu is the same in batches padded to different lengths; returns the model's output on
+    SENTENCES and the model saved to `tmp_path` and loaded back."""
+    a_batch, b_batch = vae.tokenize_batch(SENTENCES), vae.tokenize_batch([SENTENCES[0]] + OTHERS[1:])
+    assert a_batch["input_ids"].shape[1] != b_batch["input_ids"].shape[1]  # row 0 is padded differently in the two batches
+    with torch.no_grad():
+        calibrate(vae, vae.tokenize_batch(SENTENCES + OTHERS), 0.1)
+        a, b = vae(**a_batch, sample=False), vae(**b_batch, sample=False)
+    torch.testing.assert_close(a.mu[0], b.mu[0], atol=1e-5, rtol=0)
+    vae.save_pretrained(tmp_path)
+    return a, VAEModel.from_pretrained(tmp_path)
+
+
 @pytest.mark.parametrize("lm", ["llama", "gpt2", "gemma3"])
 def test_the_decoder_reads_with_its_first_blocks(lm_dirs, more_lm_dirs, lm, tmp_path):
     """--reader-layers K: the LM reads with its first K blocks and never runs the others; the states it shares with a
@@ -472,13 +485,8 @@ def test_the_decoder_reads_with_its_first_blocks(lm_dirs, more_lm_dirs, lm, tmp_
     for hook in hooks:
         hook.remove()
     torch.testing.assert_close(cut.hidden_states[0], whole.hidden_states[0], atol=0, rtol=0)
-    a_batch, b_batch = vae.tokenize_batch(SENTENCES), vae.tokenize_batch([SENTENCES[0]] + OTHERS[1:])
-    with torch.no_grad():
-        calibrate(vae, vae.tokenize_batch(SENTENCES + OTHERS), 0.1)
-        a, b = vae(**a_batch, sample=False), vae(**b_batch, sample=False)
-    torch.testing.assert_close(a.mu[0], b.mu[0], atol=1e-5, rtol=0)
-    vae.save_pretrained(tmp_path)
-    loaded = VAEModel.from_pretrained(tmp_path)
+    a_batch = vae.tokenize_batch(SENTENCES)
+    a, loaded = rows_independent_and_reloaded(vae, tmp_path)
     assert loaded.backbone.encoder.depth == 1 and loaded.config.reader_layers == 1
     with torch.no_grad():  # a fresh LM whose first read is the shallow one, read twice
         c, again = loaded(**a_batch, sample=False), loaded(**a_batch, sample=False)
@@ -514,15 +522,9 @@ def test_the_decoder_reads_each_sentence_twice(lm_dirs, more_lm_dirs, lm, tmp_pa
     left_read = vae.backbone.encoder(left_ids, left_mask).hidden_states[-1]
     torch.testing.assert_close(left_read[left_mask.bool()], right_read[mask.bool()], atol=1e-4, rtol=1e-4)
     once = build_causal_vae("decoder", str(lm_dir), VAEConfig(latent_dim=8)).eval().backbone.encoder
-    first = once(a_batch["input_ids"], a_batch["attention_mask"]).hidden_states[-1]
-    second = vae.backbone.encoder(a_batch["input_ids"], a_batch["attention_mask"]).hidden_states[-1]
-    assert (first - second)[a_batch["attention_mask"].bool()].abs().max() > 1e-3  # not the first reading
-    with torch.no_grad():
-        calibrate(vae, vae.tokenize_batch(SENTENCES + OTHERS), 0.1)
-        a, b = vae(**a_batch, sample=False), vae(**b_batch, sample=False)
-    torch.testing.assert_close(a.mu[0], b.mu[0], atol=1e-5, rtol=0)
-    vae.save_pretrained(tmp_path)
-    loaded = VAEModel.from_pretrained(tmp_path)
+    first = once(ids, mask).hidden_states[-1]
+    assert (first - right_read)[mask.bool()].abs().max() > 1e-3  # not the first reading
+    a, loaded = rows_independent_and_reloaded(vae, tmp_path)
     assert loaded.backbone.encoder.echo and loaded.config.reader_echo
     with torch.no_grad():
         assert torch.equal(loaded(**a_batch, sample=False).mu, a.mu)
