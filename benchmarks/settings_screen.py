@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from pathlib import Path
 
 from lever_screen import arguments, table, train_and_evaluate  # benchmarks/ is on sys.path when a benchmark runs as a script
+
+SCRIPT = Path(sys.argv[0]).name
+"""The benchmark that was run (this one, or settings_speed.py, which reads its variants here), for its messages."""
 
 
 def settings_of(variant: str) -> dict[str, object]:
@@ -29,7 +33,7 @@ def settings_of(variant: str) -> dict[str, object]:
     for pair in variant.split():
         name, sep, text = pair.partition("=")
         if not sep or name not in fields:
-            sys.exit(f"settings_screen: {pair!r} is not field=value with a field of TrainConfig")
+            sys.exit(f"{SCRIPT}: {pair!r} is not field=value with a field of TrainConfig")
         out[name] = parse(text, fields[name].type)
     return out
 
@@ -39,7 +43,7 @@ def parse(text: str, kind: object) -> object:
     kind = str(kind)
     if "bool" in kind:
         if text.lower() not in ("on", "off", "true", "false"):
-            sys.exit(f"settings_screen: {text!r} is not on/off")
+            sys.exit(f"{SCRIPT}: {text!r} is not on/off")
         return text.lower() in ("on", "true")
     for number in (int, float):
         if number.__name__ in kind:
@@ -59,7 +63,7 @@ def check(variants: list[str], train: str) -> None:
         try:
             TrainConfig(train_file=train, **settings_of(variant))
         except ConfigError as err:
-            sys.exit(f"settings_screen: {variant!r}: {err}")
+            sys.exit(f"{SCRIPT}: {variant!r}: {err}")
 
 
 def main() -> None:
