@@ -2,7 +2,8 @@
 
 The bias is exactly W (A z) at every position (W the output table, the input one only where the two are tied), each
 row's from its own z; it starts at zero, trains at the new layers' rate, reaches every decoding (greedy, beam) the same
-as the training forward, and survives save -> load.
+as the training forward, and survives save -> load. With --vocab-slots K, each position adds the slots' biases weighted
+by how much each agrees with the decoder's prediction there; the same properties hold.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import pytest
 import torch
 
 from vaecli.config import TrainConfig, VAEConfig
+from vaecli.errors import ConfigError, ModelDirError
 from vaecli.inference.generate import generate
 from vaecli.modeling.backbones import build_causal_vae, build_vae
 from vaecli.modeling.vae import VAEModel
+from vaecli.modeling.vocab_bias import add_vocab_bias
 
 SENTENCES = ["he breathed new life into the old house", "the priest said mass", "she soaks up foreign languages like a sponge", "a dog"]
 OTHERS = ["you could see the tumor", "the old man", "he said it was a long day at the house", "it"]
@@ -68,10 +71,11 @@ def test_the_bias_is_z_through_the_output_table_at_every_position(dirs, family):
         assert (vae.to_vocab(z) @ inputs.T - expected[:, 0]).abs().max() > 1e-2
 
 
+@pytest.mark.parametrize("slots", [1, 3])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_each_row_s_bias_is_its_own(dirs, family):
+def test_each_row_s_bias_is_its_own(dirs, family, slots):
     """Row 0's logits do not move when the other rows change, and another z moves them."""
-    vae = make(dirs, family)
+    vae = make(dirs, family, vocab_slots=slots)
     a_batch, b_batch = tokens(vae, SENTENCES), tokens(vae, [SENTENCES[0]] + OTHERS[1:])
     with torch.no_grad():
         a, b = vae(**a_batch, sample=False), vae(**b_batch, sample=False)
@@ -82,18 +86,19 @@ def test_each_row_s_bias_is_its_own(dirs, family):
     assert (state.vocab_bias[0] - state.vocab_bias[1]).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("slots", [1, 3])
 @pytest.mark.parametrize("family", ["t5", "llama", "qwen2"])
-def test_decoding_reads_the_bias_as_training_does(dirs, family):
+def test_decoding_reads_the_bias_as_training_does(dirs, family, slots):
     """Greedy tokens are the argmax of the teacher-forced forward; beam search keeps each row's bias with its beams
     (a batch decodes as its rows alone)."""
-    vae = make(dirs, family)
+    vae = make(dirs, family, vocab_slots=slots)
     z = torch.randn(4, 8) * 2
     out = generate(vae, z, 6)
     for i, ids in enumerate(out):
         with torch.no_grad():
             logits = vae.decoder_logits(vae.decode_state(z[i : i + 1], cache=False), torch.tensor([[vae.start_id] + ids]))
         assert logits[0].argmax(-1).tolist()[: len(ids)] == ids
-    plain = make(dirs, family)
+    plain = make(dirs, family, vocab_slots=slots)
     with torch.no_grad():
         plain.to_vocab.weight.zero_()
         plain.to_vocab.bias.zero_()
@@ -105,7 +110,9 @@ def test_decoding_reads_the_bias_as_training_does(dirs, family):
     with torch.no_grad():
         state = vae.decode_state(z)
         state.select(rows)
-        torch.testing.assert_close(vae.decoder_logits(state, start), vae.decoder_logits(vae.decode_state(z[rows]), start), atol=1e-5, rtol=1e-5)
+        got, expected = vae.decoder_logits(state, start), vae.decoder_logits(vae.decode_state(z[rows]), start)
+    # float32 at the logits' scale (t5's reach 90 here; the slots' weights pass a few ULPs of difference on)
+    torch.testing.assert_close(got, expected, atol=1e-5 * expected.abs().max().item(), rtol=1e-5)
 
 
 @pytest.mark.parametrize("family", ["bart", "gpt2"])
@@ -130,17 +137,72 @@ def test_it_starts_at_zero_and_trains_at_the_new_layers_rate(dirs, family):
         assert torch.equal(on.eval()(**batch, sample=False).logits, off.eval()(**batch, sample=False).logits)
 
 
-@pytest.mark.parametrize("family", ["t5", "gemma3"])
-def test_save_load_identical(dirs, family, tmp_path):
-    vae = make(dirs, family)
+@pytest.mark.parametrize(("family", "slots"), [("t5", 1), ("gemma3", 1), ("gemma3", 3)])
+def test_save_load_identical(dirs, family, slots, tmp_path):
+    vae = make(dirs, family, vocab_slots=slots)
     vae.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["vae"]["vocab_bias"] is True
+    assert json.loads((tmp_path / "config.json").read_text())["vae"]["vocab_slots"] == slots
     loaded = VAEModel.from_pretrained(tmp_path)
     batch = tokens(vae, SENTENCES)
     with torch.no_grad():
         a, b = vae(**batch, sample=False), loaded(**batch, sample=False)
     assert torch.equal(a.logits, b.logits)
     assert generate(vae, a.mu, 6, beam=2) == generate(loaded, b.mu, 6, beam=2)
+
+
+@pytest.mark.parametrize("family", ["bart", "llama", "gemma3"])
+def test_each_position_weighs_the_slots_by_the_prediction_there(dirs, family):
+    """--vocab-slots 3: the logits move by sum_k softmax_k(E_p[b_k]) b_k, p the decoder's prediction at the position
+    without the bias, b_k = W (A_k z); the weights differ between positions, so it is not one bias everywhere."""
+    vae = make(dirs, family, vocab_slots=3)
+    batch = tokens(vae, SENTENCES)
+    ids, mask = (batch["target_ids"], batch["target_mask"]) if "target_ids" in batch else (batch["input_ids"], batch["attention_mask"])
+    dec_in, _ = vae.targets(ids, mask)
+    z = torch.randn(len(SENTENCES), 8)
+    with torch.no_grad():
+        with_bias = vae.decoder_logits(vae.decode_state(z, cache=False), dec_in)
+        plain = vae.decode_state(z, cache=False)
+        plain.vocab_bias = None
+        without = vae.decoder_logits(plain, dec_in)
+        table = vae.backbone.get_output_embeddings().weight if family == "bart" else vae.backbone.decoder.get_output_embeddings().weight
+        biases = vae.to_vocab(z).view(len(SENTENCES), 3, -1) @ table.T
+        weights = torch.softmax(torch.einsum("btv,bkv->btk", torch.softmax(without, dim=-1), biases), dim=-1)
+        expected = torch.einsum("btk,bkv->btv", weights, biases)
+    torch.testing.assert_close(with_bias - without, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_a_position_picks_the_slot_of_the_word_it_predicts():
+    """Two slots, one for word 0 and one for word 1: where the decoder predicts word 0 the first slot's bias is added,
+    where it predicts word 1 the second's; one slot is the same bias at every position."""
+    logits = torch.tensor([[[8.0, 0.0, 0.0, 0.0], [0.0, 8.0, 0.0, 0.0]]])
+    slots = torch.tensor([[[6.0, 0.0, 0.0, 0.0], [0.0, 6.0, 0.0, 0.0]]])
+    moved = add_vocab_bias(logits, slots) - logits
+    assert moved[0, 0, 0] > 5.9 and moved[0, 0, 1] < 0.1
+    assert moved[0, 1, 1] > 5.9 and moved[0, 1, 0] < 0.1
+    assert torch.equal(add_vocab_bias(logits, slots[:, 0]) - logits, slots[:, :1].expand(1, 2, 4))
+
+
+def test_slots_start_near_zero_and_apart(dirs):
+    torch.manual_seed(0)
+    vae = build(dirs, "llama", VAEConfig(latent_dim=8, vocab_bias=True, vocab_slots=3))
+    weight = vae.to_vocab.weight.view(3, -1, 8)
+    assert weight.abs().max() < 1e-3 and not vae.to_vocab.bias.any()
+    assert (weight[0] != weight[1]).any() and (weight[1] != weight[2]).any()
+    torch.manual_seed(0)
+    off = build(dirs, "llama", VAEConfig(latent_dim=8, vocab_bias=False)).state_dict()
+    assert all(torch.equal(v, off[k]) for k, v in vae.state_dict().items() if not k.startswith("to_vocab."))
+
+
+def test_slots_need_the_bias(dirs):
+    with pytest.raises(ConfigError, match="--vocab-slots must be >= 1, got 0"):
+        TrainConfig(train_file="x", vocab_slots=0)
+    with pytest.raises(ConfigError, match="--vocab-slots divides z's vocabulary bias into slots: it needs --vocab-bias"):
+        TrainConfig(train_file="x", model="minilm", vocab_slots=4)  # an encoder-decoder: the bias is off by default
+    with pytest.raises(ModelDirError, match="it needs --vocab-bias"):
+        build(dirs, "t5", VAEConfig(latent_dim=8, vocab_bias=False, vocab_slots=2))
+    assert TrainConfig(train_file="x", vocab_slots=4).vae_config().vocab_slots == 4
+    assert VAEConfig.from_dict({"latent_dim": 8, "vocab_bias": True}).vocab_slots == 1  # saved before --vocab-slots: one
 
 
 def test_on_for_a_causal_lm_by_default_off_for_models_saved_before_it():
@@ -161,9 +223,9 @@ def test_finetune_with_the_option(llama_dir, corpus, valid, tmp_path):
     out = tmp_path / "model"
     result = runner.invoke(app, ["finetune", str(corpus), "--valid", str(valid), "--decoder", str(llama_dir), "--out", str(out),
                                  "--phase1-steps", "3", "--batch-size", "8", "--valid-every", "3", "--bf16", "no", "--latent-dim", "8",
-                                 "--valid-size", "20", "--lora", "0", "--vocab-bias"], env={"HF_HUB_OFFLINE": "1"})
+                                 "--valid-size", "20", "--lora", "0", "--vocab-bias", "--vocab-slots", "2"], env={"HF_HUB_OFFLINE": "1"})
     assert result.exit_code == 0, result.stderr
-    assert json.loads((out / "config.json").read_text())["vae"]["vocab_bias"] is True
-    assert load_file(out / "model.safetensors")["to_vocab.weight"].abs().sum() > 0
+    assert json.loads((out / "config.json").read_text())["vae"]["vocab_slots"] == 2
+    assert load_file(out / "model.safetensors")["to_vocab.bias"].abs().sum() > 0  # zero at the start
     vectors = runner.invoke(app, ["encode", "the old house", "a dog", "--model", str(out)]).stdout
     assert len(runner.invoke(app, ["decode", "--model", str(out)], input=vectors).stdout.splitlines()) == 2

@@ -110,6 +110,13 @@ def family_problems(family: str, injection: str | None, lora: int) -> list[str]:
     return problems
 
 
+def slot_problems(vocab_bias: bool | None, vocab_slots: int) -> list[str]:
+    """Slots of a vocabulary bias that is off (checked once the family's default has filled --vocab-bias in)."""
+    if vocab_slots > 1 and not vocab_bias:
+        return ["--vocab-slots divides z's vocabulary bias into slots: it needs --vocab-bias"]
+    return []
+
+
 def fill_family_defaults(settings: Any, family: str) -> None:
     """Set every field of `settings` that is None and has a family default (FAMILY_DEFAULTS) to it."""
     for name, value in FAMILY_DEFAULTS[family].items():
@@ -153,6 +160,9 @@ class ModelSettings:
     vocab_bias: bool | None = setting(None, "z also writes a bias on the decoder's whole vocabulary at every position: logits += W (A z), W "
                                             "the decoder's output embedding table, A a new layer (zero at the start), a path from z to each "
                                             "word's own logit that is the same for every word.")
+    vocab_slots: int = setting(1, "With --vocab-bias: z writes this many vectors in the decoder's output space, and at each position "
+                                  "the decoder's own prediction picks among them (a softmax over how much each one's bias agrees with "
+                                  "its next-token distribution), so z can hold a word for each place; 1: one bias at every position.")
     lora: int | None = setting(None, "LoRA rank for a causal decoder (0 = off): adapters (peft) on its attention train at the new "
                                      "layers' rate, its base weights stay fixed.")
     lora_targets: LoraTargets = setting("attention", "Where --lora puts its adapters: attention (the projections peft lists for the "
@@ -179,6 +189,8 @@ class ModelSettings:
             problems.append(f"--memory-slots must be >= 1, got {self.memory_slots}")
         if self.prefix_slots is not None and self.prefix_slots < 1:
             problems.append(f"--prefix-slots must be >= 1, got {self.prefix_slots}")
+        if self.vocab_slots < 1:
+            problems.append(f"--vocab-slots must be >= 1, got {self.vocab_slots}")
         if self.bow < 0:
             problems.append("--bow must be >= 0")
         if self.lora is not None and self.lora < 0:
@@ -357,7 +369,7 @@ class TrainConfig(ModelSettings):
             problems.append(f"--reader-echo has the decoder LM read twice: it needs --encoder {ENCODER_IS_DECODER}")
         if self.new_lr_scale <= 0:
             problems.append("--new-lr-scale must be > 0")
-        return problems + family_problems(self.family, self.injection, self.lora)
+        return problems + family_problems(self.family, self.injection, self.lora) + slot_problems(self.vocab_bias, self.vocab_slots)
 
     def vae_config(self) -> VAEConfig:
         return VAEConfig(**self.model_settings())

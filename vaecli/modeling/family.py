@@ -40,7 +40,7 @@ class DecodeState:
     position: int = 0
     """Tokens fed so far (causal decoders number positions from 0 after the prefix)."""
     vocab_bias: torch.Tensor | None = None
-    """(B, V) added to the logits at every position (--vocab-bias), or None."""
+    """(B, V) added to the logits at every position (--vocab-bias), (B, K, V) for --vocab-slots K, or None."""
 
     def select(self, index: torch.Tensor) -> None:
         """Keep / reorder / repeat rows (beam search)."""

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vaecli.config import VAEConfig, family_problems, fill_family_defaults
+from vaecli.config import VAEConfig, family_problems, fill_family_defaults, slot_problems
 from vaecli.errors import ModelDirError
 from vaecli.modeling.adapters import adapters_off
 from vaecli.modeling.family import DecodeState, Dims, Family
@@ -37,6 +37,7 @@ from vaecli.modeling.gaussian import free_bits_kl, kl_per_dim
 from vaecli.modeling.layout import CONFIG_NAME, PRIOR_NAME, WEIGHTS_NAME
 from vaecli.modeling.pooling import Pooler
 from vaecli.modeling.prior import AggregatePrior
+from vaecli.modeling.vocab_bias import VOCAB_SLOTS_INIT, add_vocab_bias, vocab_biases
 
 __all__ = ["VAEModel", "VAEOutput", "DecodeState", "Dims"]
 
@@ -88,7 +89,7 @@ class VAEModel(nn.Module):
         config = dataclasses.replace(config)  # the caller's config stays as given
         fill_family_defaults(config, self.family.name)
         self.config = config
-        problems = family_problems(self.family.name, config.injection, config.lora)
+        problems = family_problems(self.family.name, config.injection, config.lora) + slot_problems(config.vocab_bias, config.vocab_slots)
         if problems:  # a crafted config.json, or VAEConfig settings that do not fit the backbone
             raise ModelDirError("; ".join(problems))
         if config.lora:
@@ -117,7 +118,7 @@ class VAEModel(nn.Module):
         self.to_vocab = None
         if config.vocab_bias:
             with torch.random.fork_rng(devices=[]):
-                self.to_vocab = nn.Linear(d, self.family.output_embeddings().shape[1])
+                self.to_vocab = nn.Linear(d, config.vocab_slots * self.family.output_embeddings().shape[1])
         self.reset_new_parameters()
 
     def reset_new_parameters(self) -> None:
@@ -136,6 +137,9 @@ class VAEModel(nn.Module):
         if self.to_vocab is not None:  # zero: the model starts as it would without the bias
             nn.init.zeros_(self.to_vocab.weight)
             nn.init.zeros_(self.to_vocab.bias)
+            if self.config.vocab_slots > 1:  # slots that start equal would get equal gradients and stay equal
+                with torch.random.fork_rng(devices=[]):
+                    nn.init.normal_(self.to_vocab.weight, std=VOCAB_SLOTS_INIT)
 
     # -- tokens ------------------------------------------------------------------------------
 
@@ -193,16 +197,14 @@ class VAEModel(nn.Module):
         return state
 
     def vocab_bias(self, z: torch.Tensor) -> torch.Tensor:
-        """--vocab-bias: (B, V) added to every next-token logit, W (A z) with W the decoder's output embeddings; row b from z[b] only."""
-        table = self.family.output_embeddings()
-        return self.to_vocab(z).to(table.dtype) @ table.T
+        """--vocab-bias: W (A z) with W the decoder's output embeddings, (B, V), or (B, K, V) for --vocab-slots K
+        (modeling.vocab_bias); row b from z[b] only."""
+        return vocab_biases(self.to_vocab, z, self.family.output_embeddings(), self.config.vocab_slots)
 
     def decoder_logits(self, state: DecodeState, decoder_input_ids: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, V) for the next token at each position; appends to state.cache."""
         logits = self.family.logits(state, decoder_input_ids)
-        if state.vocab_bias is not None:
-            logits = logits + state.vocab_bias.unsqueeze(1).to(logits.dtype)
-        return logits
+        return logits if state.vocab_bias is None else add_vocab_bias(logits, state.vocab_bias)
 
     def targets(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(decoder inputs, labels) for reconstructing the target ids; labels are -100 at padding."""
