@@ -49,9 +49,8 @@ def tokens(vae: VAEModel, texts: list[str]) -> dict[str, torch.Tensor]:
     return vae.tokenize_batch(texts) if vae.family.name == "causal" else dict(vae.tokenizer(texts, padding=True, return_tensors="pt"))
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_the_bias_is_z_through_the_output_table_at_every_position(dirs, family):
-    vae = make(dirs, family)
+def logits_with_and_without_the_bias(vae: VAEModel) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(z, the teacher-forced logits of SENTENCES decoded from z, the same with the bias taken out of the state)."""
     batch = tokens(vae, SENTENCES)
     ids, mask = (batch["target_ids"], batch["target_mask"]) if "target_ids" in batch else (batch["input_ids"], batch["attention_mask"])
     dec_in, _ = vae.targets(ids, mask)
@@ -60,8 +59,19 @@ def test_the_bias_is_z_through_the_output_table_at_every_position(dirs, family):
         with_bias = vae.decoder_logits(vae.decode_state(z, cache=False), dec_in)
         plain = vae.decode_state(z, cache=False)
         plain.vocab_bias = None
-        without = vae.decoder_logits(plain, dec_in)
-        table = vae.backbone.get_output_embeddings().weight if family in ("t5", "bart") else vae.backbone.decoder.get_output_embeddings().weight
+        return z, with_bias, vae.decoder_logits(plain, dec_in)
+
+
+def output_table(vae: VAEModel, family: str) -> torch.Tensor:
+    return vae.backbone.get_output_embeddings().weight if family in ("t5", "bart") else vae.backbone.decoder.get_output_embeddings().weight
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_bias_is_z_through_the_output_table_at_every_position(dirs, family):
+    vae = make(dirs, family)
+    z, with_bias, without = logits_with_and_without_the_bias(vae)
+    table = output_table(vae, family)
+    with torch.no_grad():
         expected = (vae.to_vocab(z) @ table.T).unsqueeze(1).expand_as(with_bias)
     torch.testing.assert_close(with_bias - without, expected, atol=1e-4, rtol=1e-4)
     assert expected.abs().max() > 0.1
@@ -154,18 +164,11 @@ def test_save_load_identical(dirs, family, slots, tmp_path):
 @pytest.mark.parametrize("family", ["bart", "llama", "gemma3"])
 def test_each_position_weighs_the_slots_by_the_prediction_there(dirs, family):
     """--vocab-slots 3: the logits move by sum_k softmax_k(E_p[b_k]) b_k, p the decoder's prediction at the position
-    without the bias, b_k = W (A_k z); the weights differ between positions, so it is not one bias everywhere."""
+    without the bias, b_k = W (A_k z) (that positions pick different slots: the test after this one)."""
     vae = make(dirs, family, vocab_slots=3)
-    batch = tokens(vae, SENTENCES)
-    ids, mask = (batch["target_ids"], batch["target_mask"]) if "target_ids" in batch else (batch["input_ids"], batch["attention_mask"])
-    dec_in, _ = vae.targets(ids, mask)
-    z = torch.randn(len(SENTENCES), 8)
+    z, with_bias, without = logits_with_and_without_the_bias(vae)
+    table = output_table(vae, family)
     with torch.no_grad():
-        with_bias = vae.decoder_logits(vae.decode_state(z, cache=False), dec_in)
-        plain = vae.decode_state(z, cache=False)
-        plain.vocab_bias = None
-        without = vae.decoder_logits(plain, dec_in)
-        table = vae.backbone.get_output_embeddings().weight if family == "bart" else vae.backbone.decoder.get_output_embeddings().weight
         biases = vae.to_vocab(z).view(len(SENTENCES), 3, -1) @ table.T
         weights = torch.softmax(torch.einsum("btv,bkv->btk", torch.softmax(without, dim=-1), biases), dim=-1)
         expected = torch.einsum("btk,bkv->btv", weights, biases)
