@@ -49,8 +49,9 @@ def train_and_evaluate(args: argparse.Namespace, **settings: object) -> None:
     from vaecli.training import trainer
 
     torch.set_num_threads(2)
-    cfg = TrainConfig(train_file=args.train, valid_file=args.valid, out=args.out, phase1_steps=args.steps, valid_every=10**6,
-                      save_every=10**6, seed=int(args.child[1]), threads=2, **settings)
+    run = {"phase1_steps": args.steps, **settings}  # a variant may set its own steps (equal wall-clock at another batch size)
+    cfg = TrainConfig(train_file=args.train, valid_file=args.valid, out=args.out, valid_every=10**6, save_every=10**6,
+                      seed=int(args.child[1]), threads=2, **run)
     started = time.perf_counter()
     trainer.finetune(cfg, overwrite=True)
     seconds = time.perf_counter() - started
@@ -62,7 +63,8 @@ def train_and_evaluate(args: argparse.Namespace, **settings: object) -> None:
 def table(script: str, args: argparse.Namespace, header: str, label: Callable[[str], str], sep: str = ",") -> None:
     """Run every (variant, seed) of `args` as a child of `script`, one after the other, printing a row as each ends; `sep`
     separates the variants in `args.variants`."""
-    print(f"{args.steps} steps of 16 on {args.train}; first {args.limit} sentences of {args.test}\n")
+    print(f"{args.steps} steps of 16 (unless a variant sets phase1_steps, batch_size) on {args.train}; first {args.limit} sentences of "
+          f"{args.test}\n")
     print(f"| {header} | seed | " + " | ".join(COLUMNS.values()) + " |")
     print("| --- | --- |" + " --- |" * len(COLUMNS))
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,7 +5,9 @@
 
 `--variants` is a `;`-separated list; each is `default` or space-separated `field=value` pairs, the fields those of
 `vaecli.config.TrainConfig` (an option's name with `_` for `-`: `pooling=attention pool_queries=8`), their values read as
-the field's default would be (a number, on/off for a switch, else text). Each (variant, seed) trains `--steps` phase-1 steps of
+the field's default would be (a number, on/off for a switch, else text). A variant's `phase1_steps` replaces `--steps` for it:
+`batch_size=8 phase1_steps=787` is batches of 8 at the minutes of 460 of 16 where a step of 8 runs at 1.71x the steps/s
+(settings_speed.py measures the ratio). Each (variant, seed) trains `--steps` phase-1 steps of
 16 on `--train` in a fresh process, one after the other, and is evaluated as `vae evaluate --iw-samples 1 --samples 20` on
 the first `--limit` sentences of `--test` (benchmarks/lever_screen.py). Run it on an idle machine.
 """
