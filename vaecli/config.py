@@ -263,6 +263,10 @@ class TrainConfig(ModelSettings):
     phase2_steps: int | None = setting(None, "Optimizer steps of phase 2 (the full VAE objective); a phase of 0 steps is skipped.")
     phase1_epochs: float | None = setting(None, "Phase 1 length in epochs over TRAIN_FILE (overrides --phase1-steps).")
     phase2_epochs: float | None = setting(None, "Phase 2 length in epochs over TRAIN_FILE (overrides --phase2-steps).")
+    phase1_minutes: float | None = setting(None, "Phase 1 length in minutes of this machine: a few passes at the phase's start time a "
+                                                 "step and set the steps (overrides --phase1-steps; training.json records them).")
+    phase2_minutes: float | None = setting(None, "Phase 2 length in minutes of this machine, as --phase1-minutes (overrides "
+                                                 "--phase2-steps).")
     freeze_decoder: bool | None = setting(None, "Phase 1: keep the decoder's pretrained weights fixed (new parts still train).")
     freeze_decoder_phase2: bool = setting(False, "Phase 2: keep the decoder's pretrained weights fixed too.")
     calibrate: bool | None = setting(None, "Data-dependent init of the new layers on the first training batch (vaecli/training/calibrate.py).")
@@ -312,7 +316,7 @@ class TrainConfig(ModelSettings):
             if getattr(self, name) < 0:
                 problems.append(f"--{name.replace('_', '-')} must be >= 0")
         steps = {"both": self.phase1_steps + self.phase2_steps, "1": self.phase1_steps, "2": self.phase2_steps}.get(self.phase)
-        if steps == 0 and self.phase1_epochs is None and self.phase2_epochs is None:
+        if steps == 0 and all(getattr(self, f"phase{n}_{unit}") is None for n in (1, 2) for unit in ("epochs", "minutes")):
             problems.append(f"nothing to train: --phase {self.phase} has 0 steps (--phase1-steps, --phase2-steps)")
         if self.beta_schedule not in SCHEDULES:
             problems.append(f"--beta-schedule must be one of {', '.join(SCHEDULES)}")
@@ -336,9 +340,12 @@ class TrainConfig(ModelSettings):
             problems.append("--weight-decay must be >= 0")
         if self.write_scale <= 0:
             problems.append("--write-scale must be > 0")
-        for name in ("phase1_epochs", "phase2_epochs"):
+        for name in ("phase1_epochs", "phase2_epochs", "phase1_minutes", "phase2_minutes"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 problems.append(f"--{name.replace('_', '-')} must be > 0")
+        for n in (1, 2):
+            if getattr(self, f"phase{n}_epochs") is not None and getattr(self, f"phase{n}_minutes") is not None:
+                problems.append(f"--phase{n}-epochs and --phase{n}-minutes both set a phase's length: give one")
         for name in ("valid_every", "save_every"):
             if getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be >= 1")

@@ -19,7 +19,8 @@ def resume_config(saved: TrainConfig, cfg: TrainConfig, given: set[str], phase: 
         flag = flag_of(name)
         if name in ("phase1_steps", "phase2_steps"):
             at = step if int(name[5]) == phase else (0 if int(name[5]) > phase else None)
-            if at is None or new < at or getattr(saved, name.replace("steps", "epochs")) is not None:
+            overridden = any(getattr(saved, name.replace("steps", unit)) is not None for unit in ("epochs", "minutes"))
+            if at is None or new < at or overridden:
                 refused.append(f"{flag} {new} (checkpoint: {old}; phase {phase} is at step {step})")
                 continue
         elif name not in RESUMABLE:

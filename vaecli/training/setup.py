@@ -55,14 +55,26 @@ class Run:
     steps_per_second: dict[str, float] = field(default_factory=dict)
     tracking: Tracking | None = None
     """--report-to's trackers (a Tracking that does nothing without it)."""
+    timed_steps: dict[int, int] = field(default_factory=dict)
+    """The steps a phase's --phaseN-minutes came to (training.pace), once its start has timed them."""
 
     def emit(self, kind: str, **values: Any) -> None:
         """An event for the caller's progress display (the main process's only)."""
         if self.accelerator.is_main_process:
             self.on_event({"kind": kind, **values})
 
+    def phase_minutes(self, phase: int) -> float | None:
+        return self.cfg.phase1_minutes if phase == 1 else self.cfg.phase2_minutes
+
+    def phase_runs(self, phase: int) -> bool:
+        """Whether a phase has anything to do (its minutes, epochs or steps)."""
+        return self.phase_minutes(phase) is not None or self.phase_steps(phase) > 0
+
     def phase_steps(self, phase: int) -> int:
-        """Optimizer steps of a phase: --phaseN-steps, or --phaseN-epochs over the training sentences."""
+        """Optimizer steps of a phase: what its --phaseN-minutes came to (0 until its start has timed them), --phaseN-epochs
+        over the training sentences, or --phaseN-steps."""
+        if self.phase_minutes(phase) is not None:
+            return self.timed_steps.get(phase, 0)
         epochs = self.cfg.phase1_epochs if phase == 1 else self.cfg.phase2_epochs
         if epochs is not None:
             return max(1, math.ceil(epochs * math.ceil(len(self.train_data) / self.cfg.batch_size)))

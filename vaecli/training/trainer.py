@@ -47,11 +47,12 @@ def finetune(cfg: TrainConfig, on_event: Callable[[Event], None] | None = None, 
         run.emit("data", train=len(data), valid=len(run.valid_data), blank=data.blank, truncated=data.truncated)
         for note in run.notes:
             run.emit("message", text=note)
-        phases = [p for p in {"both": [1, 2], "1": [1], "2": [2]}[run.cfg.phase] if run.phase_steps(p) > 0]
+        phases = [p for p in {"both": [1, 2], "1": [1], "2": [2]}[run.cfg.phase] if run.phase_runs(p)]
         start_phase, start_step = phases[0], 0
         if run.resume_state is not None:
             saved = run.resume_state["trainer"]
             start_phase, start_step = saved["phase"], saved["step"]
+            run.timed_steps = {int(p): n for p, n in saved.get("timed_steps", {}).items()}
             run.keeper = Keeper.from_state(saved)
             run.run_dir.trim_metrics(start_phase, start_step)
         run.stop.install()
@@ -82,17 +83,17 @@ def finetune(cfg: TrainConfig, on_event: Callable[[Event], None] | None = None, 
 def train_phase(run: Run, phase: int, start_step: int) -> None:
     """Phase `phase` from `start_step` to its last step (or an early stop)."""
     cfg, acc, model = run.cfg, run.accelerator, run.model
-    total = run.phase_steps(phase)
     params = set_trainable(model, cfg, phase)
+    protected = [int(t) for t in model.tokenizer.all_special_ids]  # never deleted by the denoising
+    if run.phase_minutes(phase) is not None and phase not in run.timed_steps:
+        time_steps(run, phase, params, protected)
+    total = run.phase_steps(phase)
     optimizer, scheduler = make_optimizer(model, params, cfg, total)
     if start_step > 0 and run.checkpoint_dir is not None:
         restore(run.checkpoint_dir, optimizer, scheduler, run.resume_state, acc.process_index)
     if start_step == 0:
         run.keeper = Keeper()
     wrapped, optimizer = acc.prepare(model, optimizer)
-    denoise = cfg.phase1_denoise if phase == 1 else cfg.denoise
-    free_bits = 0.0 if phase == 1 else cfg.free_bits
-    protected = [int(t) for t in model.tokenizer.all_special_ids]  # never deleted by the denoising
     stream = batch_stream(run, phase, start_step)
     started, step = time.perf_counter(), start_step
     run.emit("phase", phase=phase, total=total, start=start_step)
@@ -101,10 +102,7 @@ def train_phase(run: Run, phase: int, start_step: int) -> None:
             raise Interrupted(checkpoint(run, optimizer, scheduler, phase, step))
         batch = next(stream)
         beta = 0.0 if phase == 1 else beta_at(step, total, cfg.beta_schedule, cfg.beta_max, cfg.beta_cycles, cfg.beta_ramp)
-        noisy_ids, noisy_mask = delete_tokens(batch["input_ids"], batch["attention_mask"], denoise, model.input_pad_id, protected)
-        with training_attention(acc.device.type, acc.mixed_precision == "bf16"):
-            out = wrapped(noisy_ids, noisy_mask, batch.get("target_ids", batch["input_ids"]), batch.get("target_mask", batch["attention_mask"]),
-                          beta=beta, free_bits=free_bits, word_dropout=cfg.word_dropout, bow=cfg.bow)
+        out = forward(run, wrapped, batch, phase, beta, protected)
         if not torch.isfinite(out.loss):
             raise RunError(f"the loss became {out.loss.item()} at phase {phase} step {step + 1}; lower --lr (now {cfg.lr}) or try "
                            f"--bf16 no; the last checkpoint is in {run.run_dir.path / CHECKPOINT_DIR}")
@@ -133,6 +131,40 @@ def train_phase(run: Run, phase: int, start_step: int) -> None:
             run.emit("message", text=f"early stopping at phase {phase} step {step}: no better validation Rec in {cfg.patience} validations")
             break
     run.steps_per_second[f"phase{phase}"] = (step - start_step) / max(1e-9, time.perf_counter() - started)
+
+
+def forward(run: Run, wrapped: Any, batch: dict[str, torch.Tensor], phase: int, beta: float, protected: list[int]) -> Any:
+    """The training forward of one batch: the phase's token deletion on the encoder's input, then the VAE's loss."""
+    cfg, acc, model = run.cfg, run.accelerator, run.model
+    denoise = cfg.phase1_denoise if phase == 1 else cfg.denoise
+    noisy_ids, noisy_mask = delete_tokens(batch["input_ids"], batch["attention_mask"], denoise, model.input_pad_id, protected)
+    with training_attention(acc.device.type, acc.mixed_precision == "bf16"):
+        return wrapped(noisy_ids, noisy_mask, batch.get("target_ids", batch["input_ids"]), batch.get("target_mask", batch["attention_mask"]),
+                       beta=beta, free_bits=0.0 if phase == 1 else cfg.free_bits, word_dropout=cfg.word_dropout, bow=cfg.bow)
+
+
+def time_steps(run: Run, phase: int, params: list[torch.nn.Parameter], protected: list[int]) -> None:
+    """--phaseN-minutes -> the phase's steps (training.pace): passes on its first batches time a step on this machine;
+    every process takes the slowest's count."""
+    from vaecli.training.pace import describe, mean_batch_tokens, seconds_per_token, steps_for
+
+    acc, model = run.accelerator, run.model
+
+    def run_pass(batch: dict[str, torch.Tensor]) -> None:
+        with acc.autocast():  # the precision the loop runs in (the model is not prepared by accelerate yet in phase 1)
+            out = forward(run, model, batch, phase, run.cfg.beta_max if phase == 2 else 0.0, protected)
+        # the backward's cost without touching .grad (nor the gradient hooks of a model that data parallelism wrapped before)
+        torch.autograd.grad(out.loss, params, allow_unused=True)
+
+    per_token = seconds_per_token(batch_stream(run, phase, 0), run_pass)
+    batches = length_batches(run.train_data.lengths, run.cfg.batch_size, run.cfg.seed + 1000 * phase, 0)
+    step_seconds = per_token * mean_batch_tokens(batches, run.train_data.lengths) / acc.num_processes
+    step_seconds = float(acc.gather(torch.tensor([step_seconds], device=acc.device)).max())
+    minutes = run.phase_minutes(phase)
+    steps = run.timed_steps[phase] = steps_for(minutes, step_seconds)
+    if phase == 1 and run.cfg.phase == "both":
+        run.tracking.phase1_steps = steps  # phase 2's records follow phase 1's on a tracker's step axis
+    run.emit("message", text=describe(phase, minutes, step_seconds, steps))
 
 
 def set_trainable(model: VAEModel, cfg: TrainConfig, phase: int) -> list[torch.nn.Parameter]:
@@ -223,7 +255,8 @@ def checkpoint(run: Run, optimizer: Any, scheduler: Any, phase: int, step: int) 
         rng = gather_object(rng)  # every process resumes with its own random stream
     path = run.run_dir.path / CHECKPOINT_DIR
     if acc.is_main_process:
-        state = {"config": run.cfg.to_dict(), "phase": phase, "step": step, **run.keeper.state()}
+        state = {"config": run.cfg.to_dict(), "phase": phase, "step": step, **run.keeper.state(),
+                 "timed_steps": {str(p): n for p, n in run.timed_steps.items()}}
         path = save_checkpoint(run.run_dir.path, run.model, optimizer, scheduler, state, rng)
     acc.wait_for_everyone()
     return path
