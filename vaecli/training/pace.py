@@ -53,4 +53,3 @@ def describe(phase: int, minutes: float, step_seconds: float, steps: int) -> str
     """The line a run prints when it has turned a phase's minutes into steps."""
     return (f"phase {phase}: {minutes:g} minutes at {1 / step_seconds:.2f} steps/s (timed on {PROBE_PASSES} batches) "
             f"= {steps} steps; --phase{phase}-steps {steps} repeats them")
-

@@ -157,8 +157,7 @@ def time_steps(run: Run, phase: int, params: list[torch.nn.Parameter], protected
         torch.autograd.grad(out.loss, params, allow_unused=True)
 
     per_token = seconds_per_token(batch_stream(run, phase, 0), run_pass)
-    batches = length_batches(run.train_data.lengths, run.cfg.batch_size, run.cfg.seed + 1000 * phase, 0)
-    step_seconds = per_token * mean_batch_tokens(batches, run.train_data.lengths) / acc.num_processes
+    step_seconds = per_token * mean_batch_tokens(epoch_batches(run, phase, 0), run.train_data.lengths) / acc.num_processes
     step_seconds = float(acc.gather(torch.tensor([step_seconds], device=acc.device)).max())
     minutes = run.phase_minutes(phase)
     steps = run.timed_steps[phase] = steps_for(minutes, step_seconds)
@@ -199,13 +198,18 @@ def batch_stream(run: Run, phase: int, start_step: int) -> Iterator[dict[str, to
     per_epoch = -(-len(data) // cfg.batch_size)
     epoch, skip = divmod(start_step, per_epoch)
     while True:
-        batches = length_batches(data.lengths, cfg.batch_size, cfg.seed + 1000 * phase, epoch)
+        batches = epoch_batches(run, phase, epoch)
         # A private generator: creating the iterator must not draw from the global RNG (exact resume).
         loader = DataLoader(range(len(data)), batch_sampler=Batches(batches, cfg.batch_size), generator=torch.Generator().manual_seed(0),
                             collate_fn=lambda rows: data.batch(rows, model.input_pad_id, model.pad_id))
         loader = acc.prepare_data_loader(loader)
         yield from acc.skip_first_batches(loader, skip) if skip else loader
         epoch, skip = epoch + 1, 0
+
+
+def epoch_batches(run: Run, phase: int, epoch: int) -> list[Any]:
+    """The training sentences' indices, batch by batch, of one epoch of a phase: a function of (seed, phase, epoch)."""
+    return length_batches(run.train_data.lengths, run.cfg.batch_size, run.cfg.seed + 1000 * phase, epoch)
 
 
 def validate_and_keep(run: Run, model: VAEModel, phase: int, step: int) -> bool:
