@@ -27,7 +27,7 @@ print("posterior:", enc.mu.shape, enc.sample(seed=0).shape)
 print("streamed:", [texts for texts in vae.decode_stream(vae.prior_batches(3, seed=0, batch=2), beam=1)])
 t, points = next(vae.path("the old house", "a dog", steps=5))
 print("path:", t.tolist(), points.shape)
-print("paraphrases:", vae.paraphrase("the old house", n=2, scale=2.0, seed=0))
+print("paraphrases:", vae.paraphrase("the old house", n=2, seed=0))
 print("steered:", vae.steer("the old house", ["a sad day", "he wept"], ["a happy day", "he laughed"]))
 print("analogy:", vae.analogy("the old house", "the old houses", "a dog"))
 

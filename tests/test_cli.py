@@ -22,10 +22,11 @@ from typer.testing import CliRunner
 
 from vaecli.api import TextVAE
 from vaecli.cli import app
-from vaecli.config import DECODE_BEAM, SAMPLE_NO_REPEAT_NGRAM
+from vaecli.config import DECODE_BEAM, PARAPHRASE_RADIUS, SAMPLE_NO_REPEAT_NGRAM
 from vaecli.files.vector_reader import read_vectors
 from vaecli.files.vectors import write_vectors
 from vaecli.inference import latent as infer
+from vaecli.modeling.prior import AggregatePrior
 
 CORPUS = Path(__file__).resolve().parent.parent / "examples" / "wordnet" / "train.txt"  # as in conftest
 TEXTS = ["the old man", "he said it was a long day at the house", "a dog", "the priest said mass"]
@@ -410,6 +411,37 @@ def test_path_ends_are_the_encodings(vae, slerp, steps):
         np.testing.assert_array_equal(bits(points[0]), bits(a))
         np.testing.assert_array_equal(bits(points[-1]), bits(b))
         assert np.isfinite(points).all()
+
+
+def test_paraphrase_draws_at_a_share_of_the_prior_spread(vae, monkeypatch):
+    """z = mu + scale * PARAPHRASE_RADIUS * WIDEN^round * L eps, L the aggregate prior's factor (I without one), 2n a round;
+    the posterior's sigma plays no part."""
+    text, spread = "the old man", np.array([[2.0, 0.0, *[0.0] * 6]] + [[0.5] * (k + 1) + [0.0] * (7 - k) for k in range(1, 8)], np.float32)
+    mu = vae.encode([text])
+    for prior, factor in ((AggregatePrior(np.zeros(8, np.float32), spread, 100), spread), (None, np.eye(8, dtype=np.float32))):
+        monkeypatch.setattr(vae, "aggregate_prior", prior)
+        seen: list[np.ndarray] = []
+        monkeypatch.setattr(infer, "decode", lambda model, z, **kw: seen.append(z) or [text] * len(z))
+        assert vae.paraphrase(text, 3, scale=2.0, seed=7) == []
+        rng = np.random.default_rng(7)
+        assert len(seen) == 4
+        for round_, z in enumerate(seen):
+            eps = rng.standard_normal((6, 8)).astype(np.float32)
+            expected = mu + (2.0 * PARAPHRASE_RADIUS * infer.WIDEN**round_) * (eps @ factor.T)
+            np.testing.assert_allclose(z, expected, rtol=1e-6, atol=1e-6)
+        monkeypatch.undo()
+
+
+def test_paraphrase_of_a_confident_posterior(vae, monkeypatch):
+    """A trained model's sigma is about 0.05 where its sentences spread about 1 per dimension: draws at the posterior's
+    sigma all decoded to the input, and paraphrase found none (examples/api.py printed [])."""
+    text = "the old man"
+    confident = infer.encode(vae, [text])
+    confident.logvar[:] = -20.0
+    monkeypatch.setattr(infer, "encode", lambda model, texts: confident)
+    monkeypatch.setattr(vae, "aggregate_prior", AggregatePrior(confident.mu[0], 20.0 * np.eye(8, dtype=np.float32), 100))
+    found = vae.paraphrase(text, 3, seed=0)
+    assert len(found) == 3 and len(set(found)) == 3 and text not in found
 
 
 def test_paraphrase(trained, vae):

@@ -82,7 +82,8 @@ class TextVAE(VAEModel):
         return [text for texts in self.decode_stream((points for _, points in self.path(a, b, steps, slerp)), **decode_args) for text in texts]
 
     def paraphrase(self, text: str, n: int = 5, scale: float = 1.0, seed: int | None = None, **decode_args: Any) -> list[str]:
-        """Up to n distinct sentences from around text's posterior, text itself left out."""
+        """Up to n distinct sentences decoded from around text's encoding, text itself left out, the nearest first: z drawn at
+        `scale` times PARAPHRASE_RADIUS (a quarter) of the prior's spread, widened while fewer than n come out."""
         return infer.paraphrase(self, text, n, scale=scale, seed=seed, **decode_args)
 
     def steer(self, text: str, source: Sequence[str], target: Sequence[str], alpha: float = 1.0, **decode_args: Any) -> str:

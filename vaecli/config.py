@@ -47,6 +47,11 @@ DECODE_BEAM = 4
 the hour-long default, first 300 held-out WordNet sentences (benchmarks/beam.py, README "Measured"): BLEU 37.1 greedy, 40.3 at
 beam 2, 42.1 at 4, 42.0 at 8; exact match 24.0% -> 28.3% at 4, in 1.8-4x greedy's time. `vae sample` stays greedy (its fluency
 was measured so)."""
+PARAPHRASE_RADIUS = 0.25
+"""How far `paraphrase` draws z from a sentence's mu, as a share of the prior's spread (the aggregate posterior's when the
+model has one, else N(0, I)): z = mu + scale * PARAPHRASE_RADIUS * L eps, L the prior's Cholesky factor. Not the
+posterior's sigma: after training it is about 0.05 per dimension against the aggregate's 0.95, so its draws all decode
+to the sentence itself (README, "Measured", paraphrases)."""
 # Validation (forward only) runs batches of at least this many sentences: on 2 CPU cores the default model validates
 # 320 WordNet sentences in 14.6 s at 32 a batch against 21.7 s at --batch-size 16 (and 20.5 s at 64).
 VALID_BATCH_MIN = 32

@@ -183,11 +183,11 @@ def interpolate(
 def paraphrase(
     text: Annotated[str, typer.Argument(metavar="TEXT", help="The sentence.")],
     n: Annotated[int, typer.Option("-n", min=1, help="How many paraphrases (at most).")] = 5,
-    scale: Annotated[float, typer.Option(min=0.0, callback=finite, help="Scale of the posterior's standard deviation.")] = 1.0,
+    scale: Annotated[float, typer.Option(min=0.0, callback=finite, help="How far from TEXT to draw: 1 is a quarter of the prior's spread.")] = 1.0,
     beam: BeamOpt = DECODE_BEAM, sample_tokens: SampleOpt = False, top_p: TopPOpt = 1.0, temperature: TempOpt = 1.0,
     no_repeat_ngram: NoRepeatOpt = 0, seed: SeedOpt = None, model: ModelOpt = None,
 ) -> None:
-    """Distinct sentences decoded from around TEXT's posterior (TEXT itself left out)."""
+    """Distinct sentences decoded from around TEXT's encoding (TEXT itself left out), the nearest first."""
     with handled():
         check_sentences(TEXT=text)
         vae = load_model(model)

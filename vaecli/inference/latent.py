@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from vaecli.config import DECODE_BEAM
+from vaecli.config import DECODE_BEAM, PARAPHRASE_RADIUS
 from vaecli.errors import VectorSizeError
 from vaecli.inference.generate import generate
 from vaecli.modeling.tokens import length_batches, pad_batch, tokenize
@@ -135,16 +135,30 @@ def path(a: np.ndarray, b: np.ndarray, steps: int, slerp: bool = False, start: i
     return t, points
 
 
+def prior_spread(model: VAEModel) -> np.ndarray:
+    """(d, d) Cholesky factor of the prior `sample` draws from: the aggregate posterior's when the model has one, else I."""
+    if model.aggregate_prior is not None:
+        return model.aggregate_prior.scale_tril
+    return np.eye(model.config.latent_dim, dtype=np.float32)
+
+
+WIDEN = 1.5
+"""paraphrase's radius grows by this much each round that leaves it short of n distinct sentences."""
+
+
 def paraphrase(model: VAEModel, text: str, n: int, scale: float = 1.0, seed: int | None = None, tries: int = 4, **decode_args) -> list[str]:
-    """Up to n distinct sentences decoded from z ~ q(z|text) (sigma scaled), the input itself left out."""
-    enc = encode(model, [text])
+    """Up to n distinct sentences decoded from z = mu + r L eps around text's mu, the input itself left out; L is the
+    prior's spread (prior_spread) and r = scale * PARAPHRASE_RADIUS, widened by WIDEN each round (2n draws a round,
+    `tries` rounds) that leaves fewer than n. The nearest come first."""
+    mu = encode(model, [text]).mu
+    spread = prior_spread(model)
     rng = np.random.default_rng(seed)
     seen = {" ".join(text.lower().split())}
     found: list[str] = []
-    for _ in range(tries):
-        eps = rng.standard_normal((n * 2, enc.mu.shape[1])).astype(np.float32)
-        z = enc.mu + scale * np.exp(0.5 * enc.logvar) * eps
-        for sentence in decode(model, z, **decode_args):
+    for round_ in range(tries):
+        eps = rng.standard_normal((n * 2, mu.shape[1])).astype(np.float32)
+        z = mu + (scale * PARAPHRASE_RADIUS * WIDEN**round_) * (eps @ spread.T)
+        for sentence in decode(model, z.astype(np.float32), **decode_args):
             key = " ".join(sentence.lower().split())
             if sentence and key not in seen:
                 seen.add(key)
