@@ -31,6 +31,7 @@ def arguments(doc: str, variants: str, default_variants: str) -> argparse.Namesp
     parser.add_argument("--limit", type=int, default=300)
     parser.add_argument("--steps", type=int, default=460)
     parser.add_argument("--seeds", default="42,43")
+    parser.add_argument("--keep", metavar="DIR", help="keep each run's model in DIR/m<variant>_<seed> (default: a temporary folder, deleted at the end)")
     parser.add_argument(f"--{variants}", dest="variants", default=default_variants)
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "SEED"), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -67,7 +68,8 @@ def table(script: str, args: argparse.Namespace, header: str, label: Callable[[s
           f"{args.test}\n")
     print(f"| {header} | seed | " + " | ".join(COLUMNS.values()) + " |")
     print("| --- | --- |" + " --- |" * len(COLUMNS))
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or scratch
         for seed in args.seeds.split(","):
             for variant in args.variants.split(sep):
                 cmd = [sys.executable, script, "--train", args.train, "--valid", args.valid, "--test", args.test, "--limit", str(args.limit),
