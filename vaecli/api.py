@@ -54,6 +54,8 @@ class TextVAE(VAEModel):
     def prior(self, n: int, temperature: float = 1.0, seed: int | np.random.Generator | None = None, kind: PriorKind = "aggregate") -> np.ndarray:
         """n draws of z: from the training sentences' aggregate posterior (`aggregate`, when the model directory
         has one; else N(0, I)), or from N(0, I) (`standard`); temperature t scales the spread."""
+        if kind not in ("aggregate", "standard"):  # a typo must not quietly sample N(0, I)
+            raise ValueError(f"prior must be 'aggregate' or 'standard', not {kind!r}")
         if kind == "aggregate" and self.aggregate_prior is not None:
             return self.aggregate_prior.draw(n, temperature, seed)
         return infer.prior(self, n, temperature, seed)
@@ -73,6 +75,8 @@ class TextVAE(VAEModel):
 
     def path(self, a: str, b: str, steps: int = 5, slerp: bool = False, batch: int = infer.BATCH) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(t, vectors) in pieces of at most `batch` of the `steps` points from a's encoding to b's, both ends exactly included."""
+        if steps < 2:
+            raise ValueError(f"a path has both ends: steps must be at least 2, not {steps}")
         mu = self.encode([a, b])
         for start in range(0, steps, batch):
             yield infer.path(mu[0], mu[1], steps, slerp, start, start + batch)

@@ -138,13 +138,13 @@ def check_sentences(**arguments: str) -> None:
             raise InputError(f"{name} is {'empty' if not text else 'blank'}: give a sentence")
 
 
-def read_sentences(path: Path, fmt: str | None = None, column: str | None = None) -> list[str]:
+def read_sentences(path: Path, fmt: str | None = None, column: str | None = None, option: str | None = "--format") -> list[str]:
     """A file's sentences, a text file or a corpus of another format (files.corpus; blank lines or empty cells
-    skipped and counted on stderr); refuses a file with none."""
+    skipped and counted on stderr); refuses a file with none. `option`: the command's option naming a format, if any."""
     from vaecli.files.corpus import TEXT, corpus_format, read_sentences_dataset
     from vaecli.files.text import read_lines
 
-    if corpus_format(str(path), fmt) == "txt":
+    if corpus_format(str(path), fmt, option) == "txt":
         lines = read_lines(path=str(path))
         texts, blank = lines.texts, lines.blank
     else:
@@ -176,7 +176,7 @@ class SentenceChunks:
         self.blank = 0
         self.keep = keep or []
         from_file = input_file is not None and str(input_file) != "-" and not texts
-        if from_file and corpus_format(str(input_file), fmt) != "txt":
+        if from_file and corpus_format(str(input_file), fmt, "--input-format") != "txt":
             self._pieces = self._corpus(str(input_file), fmt, column)
         else:
             if self.keep:
@@ -198,7 +198,7 @@ class SentenceChunks:
         read = read_sentences_dataset(source, fmt, column, keep=self.keep)
         self.blank = read.skipped
         for batch in read.dataset.iter(batch_size=READ_CHUNK):  # Arrow batches: never the whole corpus as Python objects
-            yield batch[TEXT], {name: batch[name] for name in self.keep}
+            yield batch[TEXT], {name: batch[source] for name, source in read.kept.items()}
 
     def first(self) -> Chunk:
         self._iter = iter(self._pieces)

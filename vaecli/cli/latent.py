@@ -59,7 +59,7 @@ def encode(
     """Sentences -> latent vectors (mu by default)."""
     with handled():
         from vaecli.files.atomic import atomic_open
-        from vaecli.files.vectors import write_vectors
+        from vaecli.files.vectors import VECTOR_KEYS, write_vectors
 
         check_format(fmt)
         if output is None and fmt in ("npy", "safetensors") and sys.stdout.isatty():
@@ -67,6 +67,12 @@ def encode(
         kept = [name.strip() for name in keep.split(",") if name.strip()] if keep else []
         if kept and fmt not in ("jsonl", "tsv"):
             raise InputError(f"--keep writes the columns into jsonl or tsv records, not {fmt}")
+        if with_logvar and fmt == "npy":
+            raise InputError("--with-logvar: npy holds one array, the vectors; use safetensors, jsonl or tsv for the log-variance")
+        clash = [name for name in kept if name in ("text", "logvar", *VECTOR_KEYS)]
+        if clash and fmt == "jsonl":  # a reader would take the kept value for the text or the vector
+            raise InputError(f"--keep {clash[0]}: jsonl records use the key {clash[0]!r} themselves; keep it with --format tsv, "
+                             "or rename the column")
         chunks = SentenceChunks(texts or [], input_file, input_format, column, kept)
         chunks.first()
         vae = load_model(model)
@@ -209,7 +215,7 @@ def steer(
     """Move TEXT along the direction from the mean encoding of --from to that of --to."""
     with handled():
         check_sentences(TEXT=text)
-        src, dst = read_sentences(source, column=column), read_sentences(target, column=column)
+        src, dst = read_sentences(source, column=column, option=None), read_sentences(target, column=column, option=None)
         vae = load_model(model)
         out_lines([vae.steer(text, src, dst, alpha, beam=beam)])
 

@@ -43,11 +43,14 @@ def plot(
         folder.mkdir(parents=True, exist_ok=True)
         training = json.loads((run_dir / TRAINING_NAME).read_text()) if (run_dir / TRAINING_NAME).is_file() else {}
         written = [plot_curves(records, folder / "curves.png", lambda offset: beta_curve(training, offset))]
-        if sentences is None:
+        fmt = column = None
+        if sentences is None:  # the run's --valid, read as finetune read it (--format, --column)
             config = training.get("config", {})
-            sentences = Path(config["valid_file"]) if config.get("valid_file") else None
+            valid = training.get("resolved", {}).get("valid_file") or config.get("valid_file")
+            sentences = Path(valid) if valid else None
+            fmt, column = config.get("data_format"), config.get("column")
         if sentences is not None:
-            texts = read_sentences(sentences)[:limit]
+            texts = read_sentences(sentences, fmt, column, option=None)[:limit]
             vae = load_model(run_dir)
             written.append(plot_latent_map(vae.encode(texts), texts, folder / "latent-map.png"))
         else:

@@ -158,19 +158,21 @@ def evaluate(
     return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in result.items()}
 
 
-def generation_quality(model: VAEModel, mu: np.ndarray, n: int, seed: int) -> dict[str, float | str]:
+def generation_quality(model: VAEModel, mu: np.ndarray, n: int, seed: int) -> dict[str, float | str | None]:
     """The quality of n prior samples and of n midpoints between the rows of mu (evaluation.fluency), flat."""
     from vaecli.evaluation.fluency import generated_quality, midpoints
     from vaecli.inference.latent import prior
 
     aggregate = getattr(model, "aggregate_prior", None)
     draws = aggregate.draw(n, seed=seed) if aggregate is not None else prior(model, n, seed=seed)
-    result: dict[str, float | str] = {"prior": "aggregate" if aggregate is not None else "standard"}
+    result: dict[str, float | str | None] = {"prior": "aggregate" if aggregate is not None else "standard"}
     _, quality = generated_quality(model, draws, no_repeat_ngram=SAMPLE_NO_REPEAT_NGRAM)
     result.update({f"sample_{k}": v for k, v in quality.items()})
     if len(mu) >= 2:
         _, quality = generated_quality(model, midpoints(mu, n, seed))
         result.update({f"midpoint_{k}": v for k, v in quality.items()})
+    else:  # a midpoint needs two sentences: not computable, null as MI, AU and the gap are (never a missing key)
+        result.update({f"midpoint_{k}": None for k in quality})
     return result
 
 

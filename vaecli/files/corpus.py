@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,11 +30,13 @@ class Sentences:
     dataset: Any
     skipped: int
     """Null, empty or blank cells (blank lines of a text file)."""
+    kept: dict[str, str] = field(default_factory=dict)
+    """Each column to keep -> the dataset column that holds it (the sentences' own column is `text` once read)."""
 
 
-def corpus_format(source: str, fmt: str | None) -> str:
-    """The format of a corpus: --format, else the file's extension, a save_to_disk folder, or (neither file nor
-    folder, hub allowed) a hub name."""
+def corpus_format(source: str, fmt: str | None, option: str | None = "--format") -> str:
+    """The format of a corpus: --format, else the file's extension, a save_to_disk folder, a pipe (text, as stdin), or
+    (neither file nor folder, hub allowed) a hub name. `option`: the command's option that names a format, if it has one."""
     if fmt is not None:
         if fmt not in CORPUS_FORMATS:
             raise InputError(f"--format must be one of {', '.join(CORPUS_FORMATS)}, not {fmt!r}")
@@ -44,21 +46,26 @@ def corpus_format(source: str, fmt: str | None) -> str:
         if (path / "dataset_info.json").is_file() or (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
             return "disk"
         raise InputError(f"{source} is a directory, but not one `datasets.save_to_disk` wrote; give a file or --format")
+    if path.exists() and not path.is_file():
+        return "txt"  # a pipe or a device (`<(cmd)`, /dev/stdin) has no extension: one sentence per line, as stdin
     if path.suffix.lower() in EXTENSIONS:
         return EXTENSIONS[path.suffix.lower()]
     if not path.exists() and not source.startswith((".", "/", "~")) and os.environ.get("HF_HUB_OFFLINE", "") in ("", "0") and "/" in source:
         return "hub"
     if not path.exists():
         raise InputError(f"{source}: no such file")
-    raise InputError(f"{source}: unknown extension {path.suffix or '(none)'!r}; name the format with --format "
-                     f"({', '.join(f for f in CORPUS_FORMATS if f != 'hub')})")
+    known = ", ".join(f for f in CORPUS_FORMATS if f != "hub")
+    how = f"name the format with {option} ({known})" if option else f"give it one of the extensions {', '.join(EXTENSIONS)}"
+    raise InputError(f"{source}: unknown extension {path.suffix or '(none)'!r}; {how}")
 
 
 def check_corpora(sources: Sequence[str | None], fmt: str | None) -> None:
-    """Each source exists and has a known format; a text file is valid UTF-8 text (files.text). Fast: nothing is read
+    """Each source exists, is a file (not a pipe) and has a known format; a text file is valid UTF-8 text (files.text). Fast: nothing is read
     but a text file's bytes, so a bad corpus is refused before any model loads."""
     for source in sources:
         if source and corpus_format(source, fmt) == "txt":
+            if Path(source).exists() and not Path(source).is_file():  # `<(cmd)`: datasets reads a corpus more than once
+                raise InputError(f"{source} is a pipe, not a file: a training corpus is read more than once; save it to a file first")
             check_text_file(source)
 
 
@@ -75,6 +82,7 @@ def read_sentences_dataset(source: str, fmt: str | None = None, column: str | No
         column = TEXT
     ds = _flattened(ds)
     column = _pick_column(ds, column, source)
+    keep = list(dict.fromkeys(keep))  # a name given twice is one column
     for name in keep:
         if name not in ds.column_names:
             raise InputError(f"{source} has no column {name!r} to keep (columns: {', '.join(ds.column_names)})")
@@ -83,9 +91,11 @@ def read_sentences_dataset(source: str, fmt: str | None = None, column: str | No
         if TEXT in ds.column_names:
             ds = ds.rename_column(TEXT, f"{TEXT}_")
         ds = ds.rename_column(column, TEXT)
+    # The sentences' column may be kept too (it is `text` now), and a kept column named `text` was renamed above.
+    kept = {name: TEXT if name == column else f"{TEXT}_" if name == TEXT else name for name in keep}
     total = len(ds)
     ds = ds.filter(lambda batch: [isinstance(t, str) and bool(t.strip()) for t in batch[TEXT]], batched=True)
-    return Sentences(ds, total - len(ds))
+    return Sentences(ds, total - len(ds), kept)
 
 
 def _load(source: str, fmt: str, split: str, config: str | None) -> Any:

@@ -202,8 +202,8 @@ def write_vectors(
         raise ValueError(f"{len(text_list)} texts for {len(z)} vectors")
 
     extra = {name: list(values) for name, values in (extra or {}).items()}
-    if any(len(values) != len(z) for values in extra.values()) or {"text", key, "logvar"} & set(extra):
-        raise ValueError(f"extra columns {list(extra)} must have one value per vector and no reserved name")
+    if any(len(values) != len(z) for values in extra.values()) or (fmt == "jsonl" and {"text", key, "logvar"} & set(extra)):
+        raise ValueError(f"extra columns {list(extra)} must have one value per vector and, in jsonl, no reserved name")
     if extra and fmt not in ("jsonl", "tsv"):
         raise ValueError(f"extra columns go into jsonl or tsv, not {fmt}")
     if fmt == "jsonl":

@@ -290,6 +290,8 @@ def training_record(run: Run) -> dict[str, Any]:
             "lines_truncated": run.train_data.truncated,
             "steps_per_second": run.steps_per_second,
             "parameters": run.model.num_parameters(),
+            # where --valid is from any directory (`vae plot` reads it): the config keeps the path as given
+            "valid_file": str(Path(run.cfg.valid_file).resolve()) if run.cfg.valid_file and Path(run.cfg.valid_file).exists() else None,
         },
         "seed": run.cfg.seed,
         "versions": versions(),
