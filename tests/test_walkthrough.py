@@ -147,3 +147,21 @@ def test_api_interpolate_needs_both_ends(model_dir):
     with pytest.raises(ValueError, match="steps must be at least 2, not 1"):  # a ZeroDivisionError before
         vae.interpolate("the old house", "a dog", steps=1)
     assert len(vae.interpolate("the old house", "a dog", steps=2, beam=1)) == 2
+
+
+def test_api_refuses_vectors_and_sides_it_cannot_decode(model_dir):
+    import numpy as np
+
+    from vaecli.api import TextVAE
+    from vaecli.errors import InputError
+
+    vae = TextVAE.from_pretrained(model_dir)
+    z = np.zeros((2, 8), dtype=np.float32)
+    with pytest.raises(InputError, match=r"not an array of shape \(2, 2, 8\)"):  # "vectors have 8 values, the latent has 8" before
+        vae.decode(np.zeros((2, 2, 8)), beam=1)
+    z[1, 3] = np.nan
+    with pytest.raises(InputError, match="vector 1 holds NaN or infinity"):  # decoded silently before
+        vae.decode(z, beam=1)
+    with pytest.raises(InputError, match=r"sentences on both sides \(0 from, 1 to\)"):  # a NaN direction before
+        vae.steer("the old house", [], ["a dog"], beam=1)
+    assert len(vae.decode(np.zeros((2, 8), dtype=np.float32), beam=1)) == 2

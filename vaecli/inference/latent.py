@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vaecli.config import DECODE_BEAM, PARAPHRASE_RADIUS
-from vaecli.errors import VectorSizeError
+from vaecli.errors import InputError, VectorSizeError
 from vaecli.inference.generate import generate
 from vaecli.modeling.tokens import length_batches, pad_batch, tokenize
 from vaecli.modeling.vae import VAEModel
@@ -64,8 +64,12 @@ def check_vectors(model: VAEModel, z: np.ndarray) -> np.ndarray:
     if z.ndim == 1:
         z = z[None, :]
     d = model.config.latent_dim
-    if z.ndim != 2 or z.shape[1] != d:
+    if z.ndim != 2:
+        raise VectorSizeError(f"vectors must be one vector (d,) or rows (n, d), not an array of shape {z.shape}")
+    if z.shape[1] != d:
         raise VectorSizeError(f"vectors have {z.shape[-1]} values, the model's latent has {d}")
+    if not np.isfinite(z).all():  # the CLI's readers refuse these too; a NaN would decode to whatever the argmax of NaN is
+        raise InputError(f"vector {int(np.flatnonzero(~np.isfinite(z).all(axis=1))[0])} holds NaN or infinity")
     return z
 
 
@@ -170,4 +174,6 @@ def paraphrase(model: VAEModel, text: str, n: int, scale: float = 1.0, seed: int
 
 def attribute_vector(model: VAEModel, source: Sequence[str], target: Sequence[str]) -> np.ndarray:
     """Mean encoding of `target` minus mean encoding of `source`."""
+    if not len(source) or not len(target):
+        raise InputError(f"steering needs sentences on both sides ({len(source)} from, {len(target)} to)")
     return (encode(model, target).mu.mean(axis=0) - encode(model, source).mu.mean(axis=0)).astype(np.float32)
