@@ -165,3 +165,10 @@ def test_api_refuses_vectors_and_sides_it_cannot_decode(model_dir):
     with pytest.raises(InputError, match=r"sentences on both sides \(0 from, 1 to\)"):  # a NaN direction before
         vae.steer("the old house", [], ["a dog"], beam=1)
     assert len(vae.decode(np.zeros((2, 8), dtype=np.float32), beam=1)) == 2
+
+
+def test_encode_refuses_a_corpus_format_on_stdin(model_dir):
+    # the header and both cells of each row were encoded as sentences before
+    line = one_error_line(runner.invoke(app, ["encode", "-i", "-", "--input-format", "csv", "--model", str(model_dir)],
+                                        input="id,text\n1,the old house\n"), 2)
+    assert line == "error: --input-format csv reads a file given with -i FILE; stdin and arguments are text, one sentence per line"

@@ -179,6 +179,8 @@ class SentenceChunks:
         if from_file and corpus_format(str(input_file), fmt, "--input-format") != "txt":
             self._pieces = self._corpus(str(input_file), fmt, column)
         else:
+            if fmt not in (None, "txt"):  # stdin and arguments are lines: a csv on stdin would be read as sentences
+                raise InputError(f"--input-format {fmt} reads a file given with -i FILE; stdin and arguments are text, one sentence per line")
             if self.keep:
                 raise InputError("--keep copies columns of a corpus file (csv, tsv, jsonl, json, parquet, a save_to_disk folder) given with -i")
             self._pieces = self._lines(texts, input_file)
