@@ -59,7 +59,7 @@ def encode(
     """Sentences -> latent vectors (mu by default)."""
     with handled():
         from vaecli.files.atomic import atomic_open
-        from vaecli.files.vectors import VECTOR_KEYS, write_vectors
+        from vaecli.files.vectors import RESERVED_KEYS, write_vectors
 
         check_format(fmt)
         if output is None and fmt in ("npy", "safetensors") and sys.stdout.isatty():
@@ -69,7 +69,7 @@ def encode(
             raise InputError(f"--keep writes the columns into jsonl or tsv records, not {fmt}")
         if with_logvar and fmt == "npy":
             raise InputError("--with-logvar: npy holds one array, the vectors; use safetensors, jsonl or tsv for the log-variance")
-        clash = [name for name in kept if name in ("text", "logvar", *VECTOR_KEYS)]
+        clash = [name for name in kept if name in RESERVED_KEYS]
         if clash and fmt == "jsonl":  # a reader would take the kept value for the text or the vector
             raise InputError(f"--keep {clash[0]}: jsonl records use the key {clash[0]!r} themselves; keep it with --format tsv, "
                              "or rename the column")

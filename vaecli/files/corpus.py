@@ -46,8 +46,8 @@ def corpus_format(source: str, fmt: str | None, option: str | None = "--format")
         if (path / "dataset_info.json").is_file() or (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
             return "disk"
         raise InputError(f"{source} is a directory, but not one `datasets.save_to_disk` wrote; give a file or --format")
-    if path.exists() and not path.is_file():
-        return "txt"  # a pipe or a device (`<(cmd)`, /dev/stdin) has no extension: one sentence per line, as stdin
+    if is_stream(path):
+        return "txt"  # a pipe has no extension: one sentence per line, as stdin
     if path.suffix.lower() in EXTENSIONS:
         return EXTENSIONS[path.suffix.lower()]
     if not path.exists() and not source.startswith((".", "/", "~")) and os.environ.get("HF_HUB_OFFLINE", "") in ("", "0") and "/" in source:
@@ -59,12 +59,17 @@ def corpus_format(source: str, fmt: str | None, option: str | None = "--format")
     raise InputError(f"{source}: unknown extension {path.suffix or '(none)'!r}; {how}")
 
 
+def is_stream(path: Path) -> bool:
+    """A pipe or a device (`<(cmd)`, /dev/stdin): it exists, is neither a file nor a folder, and can be read once."""
+    return path.exists() and not path.is_file() and not path.is_dir()
+
+
 def check_corpora(sources: Sequence[str | None], fmt: str | None) -> None:
     """Each source exists, is a file (not a pipe) and has a known format; a text file is valid UTF-8 text (files.text). Fast: nothing is read
     but a text file's bytes, so a bad corpus is refused before any model loads."""
     for source in sources:
         if source and corpus_format(source, fmt) == "txt":
-            if Path(source).exists() and not Path(source).is_file():  # `<(cmd)`: datasets reads a corpus more than once
+            if is_stream(Path(source)):  # datasets reads a corpus more than once
                 raise InputError(f"{source} is a pipe, not a file: a training corpus is read more than once; save it to a file first")
             check_text_file(source)
 

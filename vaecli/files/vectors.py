@@ -65,6 +65,8 @@ FORMATS: tuple[Format, ...] = get_args(Format)
 
 _BATCH = 1024  # rows encoded per write call: bounded memory, few syscalls
 VECTOR_KEYS = ("z", "mu", "vector")  # what a reader takes as the vector, in this order
+RESERVED_KEYS = ("text", "logvar", *VECTOR_KEYS)
+"""A jsonl record's own keys: a kept column (`encode --keep`) under one of them would be read back as the text or the vector."""
 
 
 # --------------------------------------------------------------------------- messages
@@ -202,7 +204,7 @@ def write_vectors(
         raise ValueError(f"{len(text_list)} texts for {len(z)} vectors")
 
     extra = {name: list(values) for name, values in (extra or {}).items()}
-    if any(len(values) != len(z) for values in extra.values()) or (fmt == "jsonl" and {"text", key, "logvar"} & set(extra)):
+    if any(len(values) != len(z) for values in extra.values()) or (fmt == "jsonl" and set(RESERVED_KEYS) & set(extra)):
         raise ValueError(f"extra columns {list(extra)} must have one value per vector and, in jsonl, no reserved name")
     if extra and fmt not in ("jsonl", "tsv"):
         raise ValueError(f"extra columns go into jsonl or tsv, not {fmt}")
