@@ -34,10 +34,43 @@ def test_steps_fill_the_minutes_and_are_at_least_one():
     assert pace.steps_for(0.001, 30.0) == 1
 
 
+def test_the_minutes_hold_the_validations_too():
+    """Validations every --valid-every steps and at the end: 100 s of steps of 1 s and validations of 10 s."""
+    assert [pace.validations(n, 25) for n in (1, 25, 26, 50, 51)] == [1, 1, 2, 2, 3]
+    # 70 steps: 70 + 3 x 10 = 100 s; 71 would need 71 + 30 = 101
+    assert pace.steps_for(100 / 60, 1.0, 10.0, 25) == 70
+    # 74 + 30 = 104 fits exactly; 75 + 30 = 105 does not
+    assert pace.steps_for(104 / 60, 1.0, 10.0, 25) == 74
+    assert pace.steps_for(106 / 60, 1.0, 10.0, 25) == 75  # 75 + 30 = 105 fits; 76 needs a 4th validation: 116
+    assert pace.steps_for(5 / 60, 1.0, 10.0, 25) == 1  # not even one step and its validation fit: still one step
+    assert pace.describe(1, 1.75, 1.0, 75, 10.0, 25) == ("phase 1: 1.75 minutes at 1.00 steps/s (timed on 6 batches) and 3 "
+                                                         "validations of 10 s = 75 steps; --phase1-steps 75 repeats them")
+
+
+def test_the_update_is_timed_without_moving_a_weight_and_gives_the_gradients_back(monkeypatch):
+    ticks = itertools.count()
+    monkeypatch.setattr(pace, "perf_counter", lambda: 0.5 * next(ticks))
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(4, 3)
+    params = list(layer.parameters())
+    layer(torch.randn(2, 4)).sum().backward()
+    params[1].grad = None  # one with a gradient, one without
+    weight, grad = params[0].detach().clone(), params[0].grad.clone()
+    made = []
+
+    def make():
+        made.append(torch.optim.AdamW(params, lr=0.1, weight_decay=0.5))
+        return made[-1]
+
+    assert pace.update_seconds(params, make, clip=1.0) == 0.5
+    assert torch.equal(params[0], weight) and torch.equal(params[0].grad, grad) and params[1].grad is None
+    assert len(made) == 1 and made[0].param_groups[0]["lr"] == 0.0
+
+
 def test_timing_passes_leave_the_random_generator_as_it_was(monkeypatch):
     ticks = itertools.count()
     monkeypatch.setattr(pace, "perf_counter", lambda: 0.25 * next(ticks))  # each timed pass takes 0.25 s
-    batches = iter([{"input_ids": torch.zeros(2, n)} for n in (9, 3, 4, 5, 6, 100)])
+    batches = iter([{"input_ids": torch.zeros(2, n)} for n in (9, 3, 4, 5, 6, 7, 8, 100)])
     seen: list[int] = []
 
     def run_pass(batch):
@@ -49,8 +82,8 @@ def test_timing_passes_leave_the_random_generator_as_it_was(monkeypatch):
     after = torch.rand(3)
     torch.manual_seed(1)
     assert torch.equal(after, torch.rand(3))
-    assert seen == [9, 3, 4, 5, 6]  # one untimed pass, then PROBE_PASSES timed
-    assert per_token == pytest.approx(4 * 0.25 / (2 * (3 + 4 + 5 + 6)))
+    assert seen == [9, 3, 4, 5, 6, 7, 8]  # one untimed pass, then PROBE_PASSES timed
+    assert per_token == pytest.approx(6 * 0.25 / (2 * (3 + 4 + 5 + 6 + 7 + 8)))
 
 
 def steps_and_losses(events: list[dict]) -> tuple[list[tuple[int, int, float]], list[str]]:
@@ -125,5 +158,6 @@ def test_cli_prints_what_the_minutes_came_to(t5_dir, corpus, tmp_path, quarter_s
     r = CliRunner().invoke(app, ["finetune", str(corpus), "--model", str(t5_dir), "--out", str(tmp_path / "m"), "--batch-size", "8",
                                  "--latent-dim", "6", "--phase1-minutes", "0.05", "--phase2-steps", "0", "--bf16", "no"])
     assert r.exit_code == 0, r.output
-    assert re.search(r"phase 1: 0\.05 minutes at \d+\.\d\d steps/s \(timed on 4 batches\) = \d+ steps; --phase1-steps \d+ repeats them",
+    assert re.search(r"phase 1: 0\.05 minutes at \d+\.\d\d steps/s \(timed on 6 batches\) and \d+ validations? of \d+ s = \d+ steps; "
+                     r"--phase1-steps \d+ repeats them",
                      r.output)

@@ -1,23 +1,31 @@
 """`--phaseN-minutes`: a phase's length in minutes of this machine, turned into optimizer steps before its first step.
 
 A phase's learning-rate schedule (and phase 2's beta schedule) is laid over its real step count, so minutes become steps
-once, when the phase starts: a few forward and backward passes on the phase's own first batches, with the parameters
-that train in this phase, time this machine's seconds per padded token; a typical step is that times the mean padded
-tokens of a batch over an epoch of the phase's batches (batches group sentences of similar length, so the first few are
-not a typical step). The passes leave no trace: no optimizer step, no .grad written, the random generator as it was.
-The steps go into the checkpoint and training.json, so a resumed run keeps them and `--phaseN-steps` repeats the run on
-any machine. Validation, checkpoints and the aggregate prior's fit take their own time on top of the minutes.
+once, when the phase starts. What the phase's minutes must hold is timed on this machine:
+
+- a step: a few forward and backward passes on the phase's own first batches, with the parameters that train in this
+  phase, give seconds per padded token; a typical step is that times the mean padded tokens of a batch over an epoch of
+  the phase's batches (batches group sentences of similar length, so the first few are not a typical step), plus the
+  clipping and optimizer update, timed once on zero gradients at learning rate 0;
+- a validation: the validation of a few of the validation sentences, scaled to all of them; the phase validates every
+  --valid-every steps and at its end.
+
+The steps are the most whose passes and validations fit the minutes. The timing leaves no trace: no weight changes, no
+.grad left written, the random generator as it was. The steps go into the checkpoint and training.json, so a resumed
+run keeps them and `--phaseN-steps` repeats the run on any machine. Checkpoints (a few seconds each) and the aggregate
+prior's fit after training take their own time on top of the minutes.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from time import perf_counter
 
 import numpy as np
 import torch
 
-PROBE_PASSES = 4
+PROBE_PASSES = 6
 """Timed forward and backward passes (after one untimed: the first pass allocates and warms the kernels)."""
 
 
@@ -44,12 +52,61 @@ def seconds_per_token(passes: Iterator[dict[str, torch.Tensor]], run_pass: Calla
     return seconds / max(1, tokens)
 
 
-def steps_for(minutes: float, step_seconds: float) -> int:
-    """Optimizer steps that fill `minutes` at `step_seconds` a step (at least 1)."""
-    return max(1, int(minutes * 60 / max(step_seconds, 1e-9)))
+def seconds_of(action: Callable[[], object]) -> float:
+    """Seconds `action` takes; the global random generator is restored afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        started = perf_counter()
+        action()
+        return perf_counter() - started
 
 
-def describe(phase: int, minutes: float, step_seconds: float, steps: int) -> str:
+def update_seconds(params: list[torch.nn.Parameter], make_optimizer: Callable[[], torch.optim.Optimizer], clip: float) -> float:
+    """Seconds of a step's gradient clipping and optimizer update, timed on zero gradients at learning rate 0 with a
+    throwaway optimizer of the loop's kind (its first update, which allocates its state, untimed): the weights do not
+    move (AdamW's update and decoupled decay are both multiplied by the rate) and the gradients are given back."""
+    saved = [p.grad for p in params]
+    optimizer = make_optimizer()
+    for group in optimizer.param_groups:
+        group["lr"] = 0.0
+    try:
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+
+        def update() -> None:
+            if clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            optimizer.step()
+
+        return seconds_of(update)
+    finally:
+        for p, grad in zip(params, saved):
+            p.grad = grad
+
+
+def validations(steps: int, valid_every: int) -> int:
+    """Validations of a phase of `steps` steps: every `valid_every` steps and at the end."""
+    return math.ceil(steps / valid_every)
+
+
+def steps_for(minutes: float, step_seconds: float, valid_seconds: float = 0.0, valid_every: int = 1) -> int:
+    """The most optimizer steps whose time, with their validations, fits `minutes` (at least 1)."""
+    budget = minutes * 60
+
+    def cost(n: int) -> float:
+        return n * step_seconds + validations(n, valid_every) * valid_seconds
+
+    n = max(1, int((budget - valid_seconds) / max(step_seconds + valid_seconds / valid_every, 1e-9)))
+    while cost(n + 1) <= budget:
+        n += 1
+    while n > 1 and cost(n) > budget:
+        n -= 1
+    return n
+
+
+def describe(phase: int, minutes: float, step_seconds: float, steps: int, valid_seconds: float = 0.0, valid_every: int = 1) -> str:
     """The line a run prints when it has turned a phase's minutes into steps."""
-    return (f"phase {phase}: {minutes:g} minutes at {1 / step_seconds:.2f} steps/s (timed on {PROBE_PASSES} batches) "
-            f"= {steps} steps; --phase{phase}-steps {steps} repeats them")
+    checks = validations(steps, valid_every)
+    return (f"phase {phase}: {minutes:g} minutes at {1 / step_seconds:.2f} steps/s (timed on {PROBE_PASSES} batches) and "
+            f"{checks} validation{'s' if checks != 1 else ''} of {valid_seconds:.0f} s = {steps} steps; "
+            f"--phase{phase}-steps {steps} repeats them")

@@ -144,26 +144,32 @@ def forward(run: Run, wrapped: Any, batch: dict[str, torch.Tensor], phase: int, 
 
 
 def time_steps(run: Run, phase: int, params: list[torch.nn.Parameter], protected: list[int]) -> None:
-    """--phaseN-minutes -> the phase's steps (training.pace): passes on its first batches time a step on this machine;
-    every process takes the slowest's count."""
-    from vaecli.training.pace import describe, mean_batch_tokens, seconds_per_token, steps_for
+    """--phaseN-minutes -> the phase's steps (training.pace): passes on its first batches time a step, an update on zero
+    gradients its clipping and optimizer, a few validation sentences a validation; every process takes the slowest's count."""
+    from vaecli.training.pace import describe, mean_batch_tokens, seconds_of, seconds_per_token, steps_for, update_seconds
 
-    acc, model = run.accelerator, run.model
+    acc, model, cfg = run.accelerator, run.model, run.cfg
 
     def run_pass(batch: dict[str, torch.Tensor]) -> None:
         with acc.autocast():  # the precision the loop runs in (the model is not prepared by accelerate yet in phase 1)
-            out = forward(run, model, batch, phase, run.cfg.beta_max if phase == 2 else 0.0, protected)
+            out = forward(run, model, batch, phase, cfg.beta_max if phase == 2 else 0.0, protected)
         # the backward's cost without touching .grad (nor the gradient hooks of a model that data parallelism wrapped before)
         torch.autograd.grad(out.loss, params, allow_unused=True)
 
     per_token = seconds_per_token(batch_stream(run, phase, 0), run_pass)
     step_seconds = per_token * mean_batch_tokens(epoch_batches(run, phase, 0), run.train_data.lengths) / acc.num_processes
-    step_seconds = float(acc.gather(torch.tensor([step_seconds], device=acc.device)).max())
+    step_seconds += update_seconds(params, lambda: make_optimizer(model, params, cfg, 1)[0], cfg.clip)
+    valid_seconds = 0.0
+    if len(run.valid_data):
+        size = max(cfg.batch_size, VALID_BATCH_MIN)
+        few = run.valid_data.split(min(size, len(run.valid_data)))[1]
+        valid_seconds = seconds_of(lambda: validate(model, few, size, cfg.seed, acc)) * len(run.valid_data) / len(few)
+    step_seconds, valid_seconds = acc.gather(torch.tensor([[step_seconds, valid_seconds]], device=acc.device)).max(dim=0).values.tolist()
     minutes = run.phase_minutes(phase)
-    steps = run.timed_steps[phase] = steps_for(minutes, step_seconds)
-    if phase == 1 and run.cfg.phase == "both":
+    steps = run.timed_steps[phase] = steps_for(minutes, step_seconds, valid_seconds, cfg.valid_every)
+    if phase == 1 and cfg.phase == "both":
         run.tracking.phase1_steps = steps  # phase 2's records follow phase 1's on a tracker's step axis
-    run.emit("message", text=describe(phase, minutes, step_seconds, steps))
+    run.emit("message", text=describe(phase, minutes, step_seconds, steps, valid_seconds, cfg.valid_every))
 
 
 def set_trainable(model: VAEModel, cfg: TrainConfig, phase: int) -> list[torch.nn.Parameter]:
