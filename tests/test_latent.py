@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from vaecli.cli import app
-from vaecli.config import VAEConfig
+from vaecli.config import TrainConfig, VAEConfig
 from vaecli.errors import ConfigError, ModelDirError
 from vaecli.evaluation.fluency import distinct_2, fluency, generated_quality, midpoints
 from vaecli.modeling.backbones import build_causal_vae, build_vae
@@ -203,6 +203,17 @@ def test_finetune_fits_the_prior_and_sample_draws_from_it(bert_dir, llama_dir, c
     assert r.exit_code == 0, r.output
     result = json.loads(r.stdout)
     assert result["prior"] == "aggregate" and 0 <= result["sample_at_limit"] <= 1 and result["token_accuracy"] <= 1
+
+
+def test_prior_sentences_sets_how_many_training_sentences_the_prior_is_fitted_to(bert_dir, llama_dir, corpus, tmp_path):
+    """--prior-sentences 7: the prior's count is 7 and its mean that of mu over the 7 training sentences its seed draws."""
+    vae, train = finetuned(bert_dir, llama_dir, corpus, tmp_path / "m", "--phase1-steps", "2", "--phase2-steps", "0", "--bf16", "no",
+                           "--prior-sentences", "7", "--seed", "5")
+    rows = np.sort(np.random.default_rng(5).permutation(len(train))[:7])
+    assert vae.aggregate_prior.count == 7
+    np.testing.assert_allclose(vae.aggregate_prior.mean, vae.encode([train[i] for i in rows]).mean(0), atol=1e-4)
+    with pytest.raises(ConfigError, match=r"--prior-sentences must be >= 2 \(a covariance needs two\), got 1"):
+        TrainConfig(train_file="x", prior_sentences=1)
 
 
 def test_the_prior_is_fitted_in_the_runs_precision(bert_dir, llama_dir, corpus, tmp_path):

@@ -9,10 +9,8 @@ from vaecli.modeling.prior import AggregatePrior
 from vaecli.modeling.vae import VAEModel
 from vaecli.training.data import Corpus
 
-PRIOR_SENTENCES = 5000  # enough for a full covariance of a few hundred dimensions; ~40 s for SmolLM2 to read in bf16 on 2 CPU cores
 
-
-def fit_aggregate_prior(model: VAEModel, data: Corpus, seed: int, limit: int = PRIOR_SENTENCES) -> AggregatePrior:
+def fit_aggregate_prior(model: VAEModel, data: Corpus, seed: int, limit: int) -> AggregatePrior:
     """A Gaussian with the mean and covariance of mu over at most `limit` training sentences (drawn with `seed`)."""
     rows = np.sort(np.random.default_rng(seed).permutation(len(data))[:limit])
     return AggregatePrior.fit(encode_ids(model, data.ids(rows)).mu)

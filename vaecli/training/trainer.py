@@ -69,7 +69,7 @@ def finetune(cfg: TrainConfig, on_event: Callable[[Event], None] | None = None, 
             if run.keeper.kept is not None:  # the prior belongs to the kept weights: loaded in place, no second model in memory
                 run.model.load_weights(run.run_dir.path / WEIGHTS_NAME)
             with run.accelerator.autocast():  # the precision training ran in (bf16: 2.2x faster for SmolLM2 reading)
-                prior = fit_aggregate_prior(run.model.eval(), run.train_data, run.cfg.seed)
+                prior = fit_aggregate_prior(run.model.eval(), run.train_data, run.cfg.seed, run.cfg.prior_sentences)
             run.run_dir.save_prior(prior)
         run.run_dir.write_training(training_record(run))
         run.tracking.end()
