@@ -158,6 +158,7 @@ def test_cli_prints_what_the_minutes_came_to(t5_dir, corpus, tmp_path, quarter_s
     r = CliRunner().invoke(app, ["finetune", str(corpus), "--model", str(t5_dir), "--out", str(tmp_path / "m"), "--batch-size", "8",
                                  "--latent-dim", "6", "--phase1-minutes", "0.05", "--phase2-steps", "0", "--bf16", "no"])
     assert r.exit_code == 0, r.output
-    assert re.search(r"phase 1: 0\.05 minutes at \d+\.\d\d steps/s \(timed on 6 batches\) and \d+ validations? of \d+ s = \d+ steps; "
-                     r"--phase1-steps \d+ repeats them",
-                     r.output)
+    timed = re.search(r"phase 1: 0\.05 minutes at \d+\.\d\d steps/s \(timed on 6 batches\) and \d+ validations? of \d+ s = (\d+) steps; "
+                      r"--phase1-steps \d+ repeats them", r.output)
+    took = re.search(r"phase 1: (\d+) steps and their validations took \d+\.\d minutes of its 0\.05\n", r.output)
+    assert timed and took and took.group(1) == timed.group(1)  # what the minutes came to, then what they took

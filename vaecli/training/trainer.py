@@ -130,7 +130,11 @@ def train_phase(run: Run, phase: int, start_step: int) -> None:
         if stop_early:
             run.emit("message", text=f"early stopping at phase {phase} step {step}: no better validation Rec in {cfg.patience} validations")
             break
-    run.steps_per_second[f"phase{phase}"] = (step - start_step) / max(1e-9, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    run.steps_per_second[f"phase{phase}"] = (step - start_step) / max(1e-9, seconds)
+    if run.phase_minutes(phase) is not None and start_step == 0:  # whether the timing held (a resumed phase ran in parts)
+        run.emit("message", text=f"phase {phase}: {step} steps and their validations took {seconds / 60:.1f} minutes of its "
+                                 f"{run.phase_minutes(phase):g}")
 
 
 def forward(run: Run, wrapped: Any, batch: dict[str, torch.Tensor], phase: int, beta: float, protected: list[int]) -> Any:
