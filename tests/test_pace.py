@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -162,3 +163,94 @@ def test_cli_prints_what_the_minutes_came_to(t5_dir, corpus, tmp_path, quarter_s
                       r"--phase1-steps \d+ repeats them", r.output)
     took = re.search(r"phase 1: (\d+) steps and their validations took \d+\.\d minutes of its 0\.05\n", r.output)
     assert timed and took and took.group(1) == timed.group(1)  # what the minutes came to, then what they took
+
+
+def test_the_learning_rate_shape_is_transformers_linear_schedule_to_the_float():
+    from transformers import get_linear_schedule_with_warmup
+
+    from vaecli.training.schedule import WarmupDecay
+
+    for warmup, total in ((0, 1), (0, 7), (3, 40), (23, 460)):
+        theirs = get_linear_schedule_with_warmup(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), warmup, total)
+        shape = WarmupDecay(warmup, total)
+        assert [shape(s) for s in range(total + 2)] == [f(s) for f in theirs.lr_lambdas for s in range(total + 2)]
+
+
+def test_a_retimed_shape_goes_on_from_where_it_stands_to_zero_at_the_new_total():
+    from vaecli.training.schedule import WarmupDecay
+
+    shape = WarmupDecay(4, 44)  # at step 14: (44 - 14) / 40 = 0.75
+    shape.retime(14, 29)
+    assert [shape(s) for s in (14, 19, 24, 29, 30)] == [0.75, 0.5, 0.25, 0.0, 0.0]
+    longer = WarmupDecay(4, 44)
+    longer.retime(14, 74)
+    assert [longer(s) for s in (14, 44, 74)] == [0.75, 0.375, 0.0]
+    # LambdaLR keeps the shape's attributes in its state (JSON, as a checkpoint writes it): a resumed phase decays alike
+    param = torch.nn.Parameter(torch.zeros(1))
+    saved = torch.optim.lr_scheduler.LambdaLR(torch.optim.SGD([param], lr=2.0), shape).state_dict()
+    fresh = torch.optim.lr_scheduler.LambdaLR(torch.optim.SGD([param], lr=2.0), WarmupDecay(1, 29))
+    fresh.load_state_dict(json.loads(json.dumps(saved)))
+    assert [fresh.lr_lambdas[0](s) for s in (14, 19, 29)] == [0.75, 0.5, 0.0]
+
+
+def test_steps_left_fit_the_minutes_left():
+    """Re-timed after 40 steps and 50 s: 70 s left of 2 minutes, steps of 0.5 s and validations of 10 s every 25 steps
+    (done: the ones at 25; to come: one at 50, 75, ... and at the end)."""
+    assert [pace.validations(n, 25, done=40) for n in (41, 50, 51, 75, 76)] == [1, 1, 2, 2, 3]
+    # 100 steps: 60 x 0.5 + 3 x 10 = 60 s; 101 needs a fourth validation: 70.5 s
+    assert pace.steps_for(2.0, 0.5, 10.0, 25, done=40, spent=50.0) == 100
+    assert pace.steps_for(2.0, 0.5, 10.0, 25, done=40, spent=130.0) == 41  # the minutes are spent: one more step, and its end
+    assert pace.steps_for(2.0, 0.5, 10.0, 25) == 125  # none done, as at the phase's start: 62.5 + 5 x 10; 126 needs 123 s
+    # a quarter, a half and three quarters of the steps, from the 8th step on
+    assert [pace.replan_step(n) for n in (7, 10, 29, 32, 130)] == [0, 8, 14, 8, 32]
+    assert [pace.replan_step(130, done) for done in (32, 65, 98)] == [65, 98, 0]
+
+
+def test_a_phase_in_minutes_retimes_itself_on_its_own_steps_and_resumes_on_its_new_length(t5_dir, corpus, tmp_path, monkeypatch):
+    """The start's passes time a step at about 0.5 s; the loop's steps take 0.25 s each (a clock that each step moves). When
+    a quarter of the timed steps have run, the phase times itself again: more steps, the learning rate going on from where
+    it stood to 0 at the new last step, training.json holding the new count (the re-timings at a half and three quarters
+    find the same count and say nothing); interrupted after that and resumed, the run's losses are the uninterrupted run's."""
+    from vaecli.training import trainer
+
+    now = [0.0]
+    monkeypatch.setattr(trainer, "perf_counter", lambda: now[0])
+    cfg = dict(train_file=str(corpus), model=str(t5_dir), phase1_minutes=0.4, phase2_steps=0, phase1_denoise=0.2,
+               **{**TINY, "valid_every": 1000})
+
+    def clocked(events: list[dict], stop_at: int = 0) -> Callable[[dict], None]:
+        def on_event(event: dict) -> None:
+            events.append(event)
+            if event["kind"] == "step":
+                now[0] += 0.25
+                if event["step"] == stop_at:
+                    os.kill(os.getpid(), signal.SIGINT)
+        return on_event
+
+    ticks = itertools.count()
+    monkeypatch.setattr(pace, "perf_counter", lambda: 0.25 * next(ticks))
+    full: list[dict] = []
+    finetune(TrainConfig(out=str(tmp_path / "full"), **cfg), clocked(full))
+    texts = [e["text"] for e in full if e["kind"] == "message"]
+    planned = int(next(re.search(r"= (\d+) steps", t).group(1) for t in texts if "minutes at" in t))
+    retimed = [re.fullmatch(r"phase 1: re-timed on its first (\d+) steps, 4\.00 steps/s: (\d+) steps \(timed at (\d+)\); "
+                            r"--phase1-steps \2 runs as many", t) for t in texts if "re-timed" in t]
+    assert len(retimed) == 1 and retimed[0]
+    done, total = int(retimed[0].group(1)), int(retimed[0].group(2))
+    assert done == pace.replan_step(planned) >= pace.REPLAN_MIN_STEPS and int(retimed[0].group(3)) == planned
+    assert total > planned  # steps of 0.25 s where the passes said about 0.5
+    steps = [e for e in full if e["kind"] == "step"]
+    assert [e["step"] for e in steps] == list(range(1, total + 1)) and {e["total"] for e in steps[done:]} == {total}
+    assert json.loads((tmp_path / "full" / "training.json").read_text())["resolved"]["phase1_steps"] == total
+    at_knee = steps[done - 1]["lr"]  # the rate after step `done`: where the re-timed decay starts
+    assert [e["lr"] for e in steps[done - 1:]] == pytest.approx([at_knee * (total - s) / (total - done) for s in range(done, total + 1)])
+    assert steps[-1]["lr"] == 0.0
+
+    ticks = itertools.count()
+    part: list[dict] = []
+    with pytest.raises(Interrupted):
+        finetune(TrainConfig(out=str(tmp_path / "part"), **cfg), clocked(part, stop_at=done + 2))
+    rest: list[dict] = []
+    finetune(TrainConfig(out=str(tmp_path / "part"), **cfg), clocked(rest), resume=True)
+    assert steps_and_losses(part)[0] + steps_and_losses(rest)[0] == steps_and_losses(full)[0]
+    assert not [e for e in rest if e["kind"] == "message" and "timed" in e["text"]]  # the resumed part times nothing

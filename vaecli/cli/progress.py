@@ -72,7 +72,7 @@ class Reporter:
                 self.task = self.progress.add_task("", total=event["total"], completed=event["start"], phase=event["phase"], stats="")
         elif kind == "step" and self.progress is not None and self.task is not None:
             stats = f"rec {event['rec']:.2f} kl {event['kl']:.2f} beta {event['beta']:.2f} {event['steps_per_s']:.2f} steps/s"
-            self.progress.update(self.task, completed=event["step"], stats=stats)
+            self.progress.update(self.task, completed=event["step"], total=event["total"], stats=stats)  # a re-timed phase's new total
         elif kind == "step" and self.progress is None:
             now = self.clock()
             if self.last_line is None or now - self.last_line >= self.every:

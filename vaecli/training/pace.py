@@ -11,9 +11,13 @@ once, when the phase starts. What the phase's minutes must hold is timed on this
   --valid-every steps and at its end.
 
 The steps are the most whose passes and validations fit the minutes. The timing leaves no trace: no weight changes, no
-.grad left written, the random generator as it was. The steps go into the checkpoint and training.json, so a resumed
-run keeps them and `--phaseN-steps` repeats the run on any machine. Checkpoints (a few seconds each) and the aggregate
-prior's fit after training take their own time on top of the minutes.
+.grad left written, the random generator as it was. A few passes misjudge a step by up to 20% either way on a busy virtual
+machine, so when a quarter, a half and three quarters of its steps have run (`replan_step`), the phase times itself again
+on them: the seconds its real steps took (validations and checkpoints set apart) and the time left give its steps anew,
+and the learning rate goes on from where it stands and decays to 0 at the new count (schedule.WarmupDecay.retime). The steps go into the checkpoint and
+training.json, so a resumed run keeps them, and `--phaseN-steps` runs the same number on any machine (its learning
+rates before the last re-timing then differ by the re-timing's share). Checkpoints (a few seconds each) and the aggregate prior's fit after
+training take their own time on top of the minutes.
 """
 
 from __future__ import annotations
@@ -84,24 +88,41 @@ def update_seconds(params: list[torch.nn.Parameter], make_optimizer: Callable[[]
             p.grad = grad
 
 
-def validations(steps: int, valid_every: int) -> int:
-    """Validations of a phase of `steps` steps: every `valid_every` steps and at the end."""
-    return math.ceil(steps / valid_every)
+def validations(steps: int, valid_every: int, done: int = 0) -> int:
+    """Validations of a phase of `steps` steps after its step `done`: every `valid_every` steps and at the end."""
+    return math.ceil(steps / valid_every) - done // valid_every
 
 
-def steps_for(minutes: float, step_seconds: float, valid_seconds: float = 0.0, valid_every: int = 1) -> int:
-    """The most optimizer steps whose time, with their validations, fits `minutes` (at least 1)."""
-    budget = minutes * 60
+def steps_for(minutes: float, step_seconds: float, valid_seconds: float = 0.0, valid_every: int = 1, done: int = 0,
+              spent: float = 0.0) -> int:
+    """The most optimizer steps whose time, with their validations, fits `minutes` (at least `done` + 1): `done` steps have
+    run and taken `spent` seconds, each further step takes `step_seconds` and each validation `valid_seconds`."""
+    budget = minutes * 60 - spent
 
     def cost(n: int) -> float:
-        return n * step_seconds + validations(n, valid_every) * valid_seconds
+        return (n - done) * step_seconds + validations(n, valid_every, done) * valid_seconds
 
-    n = max(1, int((budget - valid_seconds) / max(step_seconds + valid_seconds / valid_every, 1e-9)))
+    n = done + max(1, int((budget - valid_seconds) / max(step_seconds + valid_seconds / valid_every, 1e-9)))
     while cost(n + 1) <= budget:
         n += 1
-    while n > 1 and cost(n) > budget:
+    while n > done + 1 and cost(n) > budget:
         n -= 1
     return n
+
+
+REPLAN_SHARES = (0.25, 0.5, 0.75)
+"""A phase in minutes times itself again, on its own steps, when these shares of its steps have run."""
+REPLAN_MIN_STEPS = 8
+"""A phase is not re-timed on fewer steps than this."""
+
+
+def replan_step(total: int, done: int = 0) -> int:
+    """The next step after `done` at which a phase in minutes of `total` steps re-times itself (0: none)."""
+    for share in REPLAN_SHARES:
+        step = round(share * total)
+        if done < step < total and step >= REPLAN_MIN_STEPS:
+            return step
+    return 0
 
 
 def describe(phase: int, minutes: float, step_seconds: float, steps: int, valid_seconds: float = 0.0, valid_every: int = 1) -> str:
@@ -110,3 +131,9 @@ def describe(phase: int, minutes: float, step_seconds: float, steps: int, valid_
     return (f"phase {phase}: {minutes:g} minutes at {1 / step_seconds:.2f} steps/s (timed on {PROBE_PASSES} batches) and "
             f"{checks} validation{'s' if checks != 1 else ''} of {valid_seconds:.0f} s = {steps} steps; "
             f"--phase{phase}-steps {steps} repeats them")
+
+
+def describe_replan(phase: int, done: int, step_seconds: float, steps: int, before: int) -> str:
+    """The line a run prints when a phase in minutes has re-timed itself on its own steps."""
+    return (f"phase {phase}: re-timed on its first {done} steps, {1 / step_seconds:.2f} steps/s: {steps} steps "
+            f"(timed at {before}); --phase{phase}-steps {steps} runs as many")

@@ -1,4 +1,5 @@
-"""The KL weight over phase 2, defined on the real number of optimizer steps.
+"""The schedules of a phase, defined on its real number of optimizer steps: the learning rate's shape and phase 2's KL
+weight.
 
 Step `s` counts from 0 to `total - 1`. With `ramp` = r:
 
@@ -12,6 +13,30 @@ Step `s` counts from 0 to `total - 1`. With `ramp` = r:
 from __future__ import annotations
 
 import math
+
+
+class WarmupDecay:
+    """The learning rate's multiplier at step `s` of a phase of `total` steps: a linear warm-up over `warmup` steps, then a
+    linear decay to 0 at `total` (transformers' get_linear_schedule_with_warmup, the same floats).
+
+    `retime(step, total)` gives the phase a new length from `step` on: the multiplier goes on from its value there and
+    decays linearly to 0 at the new total. An object, not a function: LambdaLR's state_dict keeps an object's attributes,
+    so a checkpoint holds the phase's length and a re-timed phase (training.pace) resumes on its new one."""
+
+    def __init__(self, warmup: int, total: int) -> None:
+        self.warmup, self.planned, self.total = warmup, total, total
+        self.knee, self.knee_value = 0, None  # where a re-timing took over, and the multiplier there
+
+    def __call__(self, step: int) -> float:
+        if self.knee_value is not None and step >= self.knee:
+            return max(0.0, self.knee_value * float(self.total - step) / float(max(1, self.total - self.knee)))
+        if step < self.warmup:
+            return float(step) / float(max(1, self.warmup))
+        return max(0.0, float(self.planned - step) / float(max(1, self.planned - self.warmup)))
+
+    def retime(self, step: int, total: int) -> None:
+        self.knee_value = self(step)
+        self.knee, self.total = step, total
 
 
 def beta_at(step: int, total: int, schedule: str, beta_max: float, cycles: int = 4, ramp: float = 0.5) -> float:

@@ -57,6 +57,8 @@ class Run:
     """--report-to's trackers (a Tracking that does nothing without it)."""
     timed_steps: dict[int, int] = field(default_factory=dict)
     """The steps a phase's --phaseN-minutes came to (training.pace), once its start has timed them."""
+    timed_validation: dict[int, float] = field(default_factory=dict)
+    """The seconds a validation of a phase in minutes was timed at, when its start timed its steps."""
 
     def emit(self, kind: str, **values: Any) -> None:
         """An event for the caller's progress display (the main process's only)."""

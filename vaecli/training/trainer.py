@@ -10,8 +10,8 @@ repeats the uninterrupted one.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from time import perf_counter
 from typing import Any, Callable, Iterator
 
 import torch
@@ -25,8 +25,9 @@ from vaecli.modeling.vae import VAEModel
 from vaecli.training.checkpoint import restore, save_checkpoint
 from vaecli.training.data import Batches, delete_tokens
 from vaecli.training.diagnose import Keeper, collapse_warning
+from vaecli.training.pace import replan_step
 from vaecli.training.prior import fit_aggregate_prior
-from vaecli.training.schedule import beta_at
+from vaecli.training.schedule import WarmupDecay, beta_at
 from vaecli.training.setup import Event, Run, start_run, versions
 from vaecli.training.validation import validate
 
@@ -95,7 +96,9 @@ def train_phase(run: Run, phase: int, start_step: int) -> None:
         run.keeper = Keeper()
     wrapped, optimizer = acc.prepare(model, optimizer)
     stream = batch_stream(run, phase, start_step)
-    started, step = time.perf_counter(), start_step
+    started, step = perf_counter(), start_step
+    paused = [0.0, 0]  # seconds of validations and checkpoints in this loop, and the validations among them
+    retime_at = replan_step(total) if run.phase_minutes(phase) is not None and start_step == 0 else 0
     run.emit("phase", phase=phase, total=total, start=start_step)
     while step < total:
         if stop_requested(run):
@@ -115,7 +118,7 @@ def train_phase(run: Run, phase: int, start_step: int) -> None:
         step += 1
         # Logged values are means over the whole (global) batch, whatever the number of processes.
         loss, rec, kl = acc.reduce(torch.stack([out.loss, out.rec, out.kl]).detach().float(), "mean").tolist()
-        elapsed = time.perf_counter() - started
+        elapsed = perf_counter() - started
         values = {"phase": phase, "step": step, "total": total, "loss": loss, "rec": rec, "kl": kl, "beta": beta,
                   "lr": scheduler.get_last_lr()[0], "steps_per_s": (step - start_step) / elapsed if elapsed > 0 else 0.0}
         run.emit("step", **values)
@@ -123,18 +126,50 @@ def train_phase(run: Run, phase: int, start_step: int) -> None:
             run.run_dir.log({"kind": "train", **values})
             run.tracking.record({"kind": "train", **values})
         stop_early = False
+        pause = perf_counter()
         if step % cfg.valid_every == 0 or step == total:
             stop_early = validate_and_keep(run, model, phase, step)
+            paused[1] += 1
+        if step == retime_at:  # before this step's checkpoint, which then holds the new length
+            total = retime(run, phase, scheduler, step, perf_counter() - started, paused, pause)
+            retime_at = replan_step(total, step)
         if step % cfg.save_every == 0 or step == total or stop_early:
             checkpoint(run, optimizer, scheduler, phase, step)
+        paused[0] += perf_counter() - pause
         if stop_early:
             run.emit("message", text=f"early stopping at phase {phase} step {step}: no better validation Rec in {cfg.patience} validations")
             break
-    seconds = time.perf_counter() - started
+    seconds = perf_counter() - started
     run.steps_per_second[f"phase{phase}"] = (step - start_step) / max(1e-9, seconds)
     if run.phase_minutes(phase) is not None and start_step == 0:  # whether the timing held (a resumed phase ran in parts)
         run.emit("message", text=f"phase {phase}: {step} steps and their validations took {seconds / 60:.1f} minutes of its "
                                  f"{run.phase_minutes(phase):g}")
+
+
+def retime(run: Run, phase: int, scheduler: Any, step: int, elapsed: float, paused: list, pause: float) -> int:
+    """A phase in minutes, `step` steps and `elapsed` seconds into its loop, times itself again (training.pace): its steps'
+    own seconds (the loop's less its validations and checkpoints, `paused`, and what ran since `pause`) and the time left
+    give its new step count; the learning rate goes on from where it stands to 0 at the new count. Every process takes
+    the slowest's count; returns it."""
+    from vaecli.training.pace import describe_replan, steps_for
+
+    acc, cfg = run.accelerator, run.cfg
+    valid_now = perf_counter() - pause  # a validation at this very step
+    step_seconds = (elapsed - paused[0] - valid_now) / step
+    valid_seconds = (paused[0] + valid_now) / paused[1] if paused[1] else run.timed_validation.get(phase, 0.0)
+    # paused[0] also holds checkpoints, which the minutes leave on top: a validation's mean errs long, the safe side
+    step_seconds, valid_seconds, elapsed = acc.gather(torch.tensor([[step_seconds, valid_seconds, elapsed]],
+                                                                   device=acc.device)).max(dim=0).values.tolist()
+    before = run.timed_steps[phase]
+    total = run.timed_steps[phase] = steps_for(run.phase_minutes(phase), step_seconds, valid_seconds, cfg.valid_every,
+                                               done=step, spent=elapsed)
+    for shape in {id(f): f for f in scheduler.lr_lambdas}.values():
+        shape.retime(step, total)
+    if phase == 1 and cfg.phase == "both":
+        run.tracking.phase1_steps = total
+    if total != before:
+        run.emit("message", text=describe_replan(phase, step, step_seconds, total, before))
+    return total
 
 
 def forward(run: Run, wrapped: Any, batch: dict[str, torch.Tensor], phase: int, beta: float, protected: list[int]) -> Any:
@@ -169,6 +204,7 @@ def time_steps(run: Run, phase: int, params: list[torch.nn.Parameter], protected
         few = run.valid_data.split(min(size, len(run.valid_data)))[1]
         valid_seconds = seconds_of(lambda: validate(model, few, size, cfg.seed, acc)) * len(run.valid_data) / len(few)
     step_seconds, valid_seconds = acc.gather(torch.tensor([[step_seconds, valid_seconds]], device=acc.device)).max(dim=0).values.tolist()
+    run.timed_validation[phase] = valid_seconds
     minutes = run.phase_minutes(phase)
     steps = run.timed_steps[phase] = steps_for(minutes, step_seconds, valid_seconds, cfg.valid_every)
     if phase == 1 and cfg.phase == "both":
@@ -187,17 +223,15 @@ def set_trainable(model: VAEModel, cfg: TrainConfig, phase: int) -> list[torch.n
 
 def make_optimizer(model: VAEModel, params: list[torch.nn.Parameter], cfg: TrainConfig, total: int) -> tuple[Any, Any]:
     """AdamW with the pretrained weights at --lr and the VAE's own layers at --lr x --new-lr-scale; linear
-    warm-up over --warmup of the phase's real steps, then linear decay to 0.
+    warm-up over --warmup of the phase's real steps, then linear decay to 0 (schedule.WarmupDecay).
 
     AdamW runs fused (one kernel over every tensor): the same update as its per-tensor loop, measured 6.8x faster on
     the default's 25M trainable parameters (16 ms against 110 ms a step, 9% of a step)."""
-    from transformers import get_linear_schedule_with_warmup
-
     new = {id(p) for p in model.new_parameters()}
     groups = [{"params": [p for p in params if id(p) not in new], "lr": cfg.lr},
               {"params": [p for p in params if id(p) in new], "lr": cfg.lr * cfg.new_lr_scale}]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay, fused=True)
-    return optimizer, get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total), max(1, total))
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupDecay(int(cfg.warmup * total), max(1, total)))
 
 
 def batch_stream(run: Run, phase: int, start_step: int) -> Iterator[dict[str, torch.Tensor]]:
