@@ -110,7 +110,12 @@ def test_family_defaults():
     assert (seq2seq.latent_dim, seq2seq.layers, seq2seq.injection, seq2seq.prefix_slots, seq2seq.free_bits, seq2seq.init_logvar,
             seq2seq.freeze_decoder, seq2seq.calibrate, seq2seq.new_lr_scale) == (32, "last", "memory", 1, 0.5, 0.0, False, False, 1.0)
     assert given.prefix_slots == 2 and causal.vae_config().prefix_slots == 8
-    assert (causal.phase1_steps, causal.phase2_steps, seq2seq.phase1_steps, seq2seq.phase2_steps) == (3800, 0, 1000, 2000)
+    assert (causal.phase1_steps, causal.phase2_steps, seq2seq.phase1_steps, seq2seq.phase2_steps) == (0, 0, 1000, 2000)
+    assert (causal.phase1_minutes, seq2seq.phase1_minutes, causal.phase2_minutes) == (60.0, None, None)  # a causal LM's hour
+    # a phase's length is one choice: its steps or epochs given, the default minutes do not apply
+    assert [(c.phase1_steps, c.phase1_epochs, c.phase1_minutes) for c in (
+        TrainConfig(train_file="x", phase1_steps=500), TrainConfig(train_file="x", phase1_epochs=2.0), TrainConfig(train_file="x", phase1_minutes=4),
+        TrainConfig(train_file="x", phase1_steps=0, phase2_steps=30))] == [(500, None, None), (0, 2.0, None), (0, None, 4), (0, None, None)]
     assert (causal.lora, causal.batch_size, seq2seq.lora, seq2seq.batch_size) == (16, 16, 0, 32)
     assert causal.vae_config().lora == 16 and TrainConfig(train_file="x", lora=0).lora == 0
 

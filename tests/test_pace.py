@@ -202,8 +202,11 @@ def test_steps_left_fit_the_minutes_left():
     assert pace.steps_for(2.0, 0.5, 10.0, 25, done=40, spent=130.0) == 41  # the minutes are spent: one more step, and its end
     assert pace.steps_for(2.0, 0.5, 10.0, 25) == 125  # none done, as at the phase's start: 62.5 + 5 x 10; 126 needs 123 s
     # a quarter, a half and three quarters of the steps, from the 8th step on
-    assert [pace.replan_step(n) for n in (7, 10, 29, 32, 130)] == [0, 8, 14, 8, 32]
-    assert [pace.replan_step(130, done) for done in (32, 65, 98)] == [65, 98, 0]
+    assert [pace.Retiming(n).at for n in (0, 7, 10, 29, 32, 130)] == [0, 0, 8, 14, 8, 32]
+    retiming = pace.Retiming(99)
+    # each share once, against the count as it stands: 99 steps re-timed at 25 to 111 re-time next at half of 111, not at
+    # its quarter (28, a step later)
+    assert [retiming.at, retiming.next_after(111, 25), retiming.next_after(106, 56), retiming.next_after(115, 80)] == [25, 56, 80, 0]
 
 
 def test_a_phase_in_minutes_retimes_itself_on_its_own_steps_and_resumes_on_its_new_length(t5_dir, corpus, tmp_path, monkeypatch):
@@ -237,7 +240,7 @@ def test_a_phase_in_minutes_retimes_itself_on_its_own_steps_and_resumes_on_its_n
                             r"--phase1-steps \2 runs as many", t) for t in texts if "re-timed" in t]
     assert len(retimed) == 1 and retimed[0]
     done, total = int(retimed[0].group(1)), int(retimed[0].group(2))
-    assert done == pace.replan_step(planned) >= pace.REPLAN_MIN_STEPS and int(retimed[0].group(3)) == planned
+    assert done == pace.Retiming(planned).at >= pace.REPLAN_MIN_STEPS and int(retimed[0].group(3)) == planned
     assert total > planned  # steps of 0.25 s where the passes said about 0.5
     steps = [e for e in full if e["kind"] == "step"]
     assert [e["step"] for e in steps] == list(range(1, total + 1)) and {e["total"] for e in steps[done:]} == {total}

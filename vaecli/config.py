@@ -59,7 +59,7 @@ VALID_BATCH_MIN = 32
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "seq2seq": {"latent_dim": 32, "layers": "last", "pooling": "mean", "injection": "memory", "prefix_slots": 1, "init_logvar": 0.0,
                 "vocab_bias": False, "new_lr_scale": 1.0, "calibrate": False, "freeze_decoder": False, "phase1_steps": 1000, "phase2_steps": 2000,
-                "lora": 0, "batch_size": 32},
+                "phase1_minutes": None, "lora": 0, "batch_size": 32},
     # Measured for MiniLM + SmolLM2 (README, "Measured"): a frozen decoder and calibration make the LM read z
     # (benchmarks/levers.py); 8 prefix slots lower Rec in fewer steps than 1 (benchmarks/fidelity.py); a latent
     # of 256 pooled from the mean of all encoder layers, its layers at 3x the learning rate, carries the words
@@ -73,9 +73,11 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     # BLEU 43.6 -> 46.0, exact match 30.0% -> 32.0%); not measured for an encoder-decoder, so off there.
     # Attention pooling (4 learned queries over the tokens) won the hour-long run against the mean (validation token accuracy
     # 75.8% -> 78.2%; held-out BLEU 46.0 -> 47.9, exact 32.0% -> 35.3%); the encoder-decoder keeps the mean (not measured there).
+    # Phase 1 is an hour of this machine (--phase1-minutes 60; the phase re-times itself as it goes, training.pace): a fixed
+    # 3800 steps were the hour of a CPU with native bf16 and 1 h 45 min of one without (0.6 steps/s in float32).
     "causal": {"latent_dim": 256, "layers": "mean", "pooling": "attention", "injection": "both", "prefix_slots": 8, "init_logvar": -6.0,
-               "vocab_bias": True, "new_lr_scale": 3.0, "calibrate": True, "freeze_decoder": True, "phase1_steps": 3800, "phase2_steps": 0,
-               "lora": 16, "batch_size": 16},
+               "vocab_bias": True, "new_lr_scale": 3.0, "calibrate": True, "freeze_decoder": True, "phase1_steps": 0, "phase2_steps": 0,
+               "phase1_minutes": 60.0, "lora": 16, "batch_size": 16},
 }
 """Defaults that differ by model family: `seq2seq` (an encoder-decoder) and `causal` (an encoder + a causal LM)."""
 FAMILY_INJECTIONS: dict[str, tuple[str, ...]] = {"seq2seq": INJECTIONS, "causal": ("prefix", "embedding", "both")}
@@ -123,10 +125,15 @@ def slot_problems(vocab_bias: bool | None, vocab_slots: int) -> list[str]:
 
 
 def fill_family_defaults(settings: Any, family: str) -> None:
-    """Set every field of `settings` that is None and has a family default (FAMILY_DEFAULTS) to it."""
+    """Set every field of `settings` that is None and has a family default (FAMILY_DEFAULTS) to it. A phase's length is one
+    choice: its default minutes apply only where neither its steps nor its epochs were given."""
+    given = {name for name in FAMILY_DEFAULTS[family] if getattr(settings, name, None) is not None}
     for name, value in FAMILY_DEFAULTS[family].items():
-        if hasattr(settings, name) and getattr(settings, name) is None:
-            setattr(settings, name, value)
+        if not hasattr(settings, name) or name in given:
+            continue
+        if name.endswith("_minutes") and (name.replace("minutes", "steps") in given or getattr(settings, name.replace("minutes", "epochs")) is not None):
+            continue
+        setattr(settings, name, value)
 
 
 def _check(problems: list[str]) -> None:
@@ -264,12 +271,14 @@ class TrainConfig(ModelSettings):
                                         f"default is {EMBEDDED_DECODER} reading its own sentences.")
     out: str = setting(MODEL_DIR, "Output model directory.", short="-o")
     phase: Phase = setting("both", "Which phases to run: both, 1 or 2.")
-    phase1_steps: int | None = setting(None, "Optimizer steps of phase 1 (beta = 0: the decoder learns to read z).")
+    phase1_steps: int | None = setting(None, "Optimizer steps of phase 1 (beta = 0: the decoder learns to read z); a causal LM's phase 1 "
+                                             "is --phase1-minutes 60 unless its steps or epochs are given.")
     phase2_steps: int | None = setting(None, "Optimizer steps of phase 2 (the full VAE objective); a phase of 0 steps is skipped.")
     phase1_epochs: float | None = setting(None, "Phase 1 length in epochs over TRAIN_FILE (overrides --phase1-steps).")
     phase2_epochs: float | None = setting(None, "Phase 2 length in epochs over TRAIN_FILE (overrides --phase2-steps).")
     phase1_minutes: float | None = setting(None, "Phase 1 length in minutes of this machine: a few passes at the phase's start time a "
-                                                 "step and set the steps (overrides --phase1-steps; training.json records them).")
+                                                 "step and set the steps, and the phase re-times itself on its own steps as it goes "
+                                                 "(overrides --phase1-steps; training.json records them).")
     phase2_minutes: float | None = setting(None, "Phase 2 length in minutes of this machine, as --phase1-minutes (overrides "
                                                  "--phase2-steps).")
     freeze_decoder: bool | None = setting(None, "Phase 1: keep the decoder's pretrained weights fixed (new parts still train).")
@@ -323,8 +332,9 @@ class TrainConfig(ModelSettings):
         for name in ("phase1_steps", "phase2_steps"):
             if getattr(self, name) < 0:
                 problems.append(f"--{name.replace('_', '-')} must be >= 0")
-        steps = {"both": self.phase1_steps + self.phase2_steps, "1": self.phase1_steps, "2": self.phase2_steps}.get(self.phase)
-        if steps == 0 and all(getattr(self, f"phase{n}_{unit}") is None for n in (1, 2) for unit in ("epochs", "minutes")):
+        phases = {"both": (1, 2), "1": (1,), "2": (2,)}.get(self.phase, ())
+        if phases and not any(getattr(self, f"phase{n}_steps") > 0 or getattr(self, f"phase{n}_epochs") is not None
+                              or getattr(self, f"phase{n}_minutes") is not None for n in phases):
             problems.append(f"nothing to train: --phase {self.phase} has 0 steps (--phase1-steps, --phase2-steps)")
         if self.beta_schedule not in SCHEDULES:
             problems.append(f"--beta-schedule must be one of {', '.join(SCHEDULES)}")

@@ -43,7 +43,8 @@ def _family_default(name: str) -> str:
     values = {family: defaults[name] for family, defaults in FAMILY_DEFAULTS.items() if name in defaults}
     if not values:
         return ""
-    shown = {family: ("on" if v is True else "off" if v is False else f"{v:g}" if isinstance(v, float) else str(v)) for family, v in values.items()}
+    shown = {family: ("on" if v is True else "off" if v is False else "none" if v is None else f"{v:g}" if isinstance(v, float) else str(v))
+             for family, v in values.items()}
     return " \\[default: " + ", ".join(f"{value} for {FAMILY_NAMES[family]}" for family, value in shown.items()) + "]"
 
 

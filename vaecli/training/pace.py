@@ -12,7 +12,7 @@ once, when the phase starts. What the phase's minutes must hold is timed on this
 
 The steps are the most whose passes and validations fit the minutes. The timing leaves no trace: no weight changes, no
 .grad left written, the random generator as it was. A few passes misjudge a step by up to 20% either way on a busy virtual
-machine, so when a quarter, a half and three quarters of its steps have run (`replan_step`), the phase times itself again
+machine, so when a quarter, a half and three quarters of its steps have run (`Retiming`), the phase times itself again
 on them: the seconds its real steps took (validations and checkpoints set apart) and the time left give its steps anew,
 and the learning rate goes on from where it stands and decays to 0 at the new count (schedule.WarmupDecay.retime). The steps go into the checkpoint and
 training.json, so a resumed run keeps them, and `--phaseN-steps` runs the same number on any machine (its learning
@@ -116,13 +116,24 @@ REPLAN_MIN_STEPS = 8
 """A phase is not re-timed on fewer steps than this."""
 
 
-def replan_step(total: int, done: int = 0) -> int:
-    """The next step after `done` at which a phase in minutes of `total` steps re-times itself (0: none)."""
-    for share in REPLAN_SHARES:
-        step = round(share * total)
-        if done < step < total and step >= REPLAN_MIN_STEPS:
-            return step
-    return 0
+class Retiming:
+    """When a phase in minutes times itself again: at each of REPLAN_SHARES of its steps in turn, each share once, against
+    its step count as it stands; `at` is the next such step (0: no more)."""
+
+    def __init__(self, total: int) -> None:
+        self.share = 0  # the next of REPLAN_SHARES to look at
+        self.at = self.next_after(total, 0)
+
+    def next_after(self, total: int, done: int) -> int:
+        """The next re-timing's step after `done` of a phase now of `total` steps; the shares before it are used up."""
+        while self.share < len(REPLAN_SHARES):
+            step = round(REPLAN_SHARES[self.share] * total)
+            self.share += 1
+            if done < step < total and step >= REPLAN_MIN_STEPS:
+                self.at = step
+                return step
+        self.at = 0
+        return 0
 
 
 def describe(phase: int, minutes: float, step_seconds: float, steps: int, valid_seconds: float = 0.0, valid_every: int = 1) -> str:

@@ -25,7 +25,7 @@ from vaecli.modeling.vae import VAEModel
 from vaecli.training.checkpoint import restore, save_checkpoint
 from vaecli.training.data import Batches, delete_tokens
 from vaecli.training.diagnose import Keeper, collapse_warning
-from vaecli.training.pace import replan_step
+from vaecli.training.pace import Retiming
 from vaecli.training.prior import fit_aggregate_prior
 from vaecli.training.schedule import WarmupDecay, beta_at
 from vaecli.training.setup import Event, Run, start_run, versions
@@ -98,7 +98,7 @@ def train_phase(run: Run, phase: int, start_step: int) -> None:
     stream = batch_stream(run, phase, start_step)
     started, step = perf_counter(), start_step
     paused = [0.0, 0]  # seconds of validations and checkpoints in this loop, and the validations among them
-    retime_at = replan_step(total) if run.phase_minutes(phase) is not None and start_step == 0 else 0
+    retiming = Retiming(total if run.phase_minutes(phase) is not None and start_step == 0 else 0)
     run.emit("phase", phase=phase, total=total, start=start_step)
     while step < total:
         if stop_requested(run):
@@ -130,9 +130,9 @@ def train_phase(run: Run, phase: int, start_step: int) -> None:
         if step % cfg.valid_every == 0 or step == total:
             stop_early = validate_and_keep(run, model, phase, step)
             paused[1] += 1
-        if step == retime_at:  # before this step's checkpoint, which then holds the new length
+        if step == retiming.at:  # before this step's checkpoint, which then holds the new length
             total = retime(run, phase, scheduler, step, perf_counter() - started, paused, pause)
-            retime_at = replan_step(total, step)
+            retiming.next_after(total, step)
         if step % cfg.save_every == 0 or step == total or stop_early:
             checkpoint(run, optimizer, scheduler, phase, step)
         paused[0] += perf_counter() - pause
