@@ -11,13 +11,13 @@ once, when the phase starts. What the phase's minutes must hold is timed on this
   --valid-every steps and at its end.
 
 The steps are the most whose passes and validations fit the minutes. The timing leaves no trace: no weight changes, no
-.grad left written, the random generator as it was. A few passes misjudge a step by up to 20% either way on a busy virtual
-machine, so when a quarter, a half and three quarters of its steps have run (`Retiming`), the phase times itself again
-on them: the seconds its real steps took (validations and checkpoints set apart) and the time left give its steps anew,
-and the learning rate goes on from where it stands and decays to 0 at the new count (schedule.WarmupDecay.retime). The steps go into the checkpoint and
-training.json, so a resumed run keeps them, and `--phaseN-steps` runs the same number on any machine (its learning
-rates before the last re-timing then differ by the re-timing's share). Checkpoints (a few seconds each) and the aggregate prior's fit after
-training take their own time on top of the minutes.
+.grad left written, the random generator as it was. A few passes misjudge a step by up to 20% either way on a busy
+virtual machine, so when a quarter, a half and three quarters of its steps have run (`Retiming`), the phase times itself
+again on them: the seconds its real steps took (validations and checkpoints set apart) and the time left give its steps
+anew, and the learning rate goes on from where it stands and decays to 0 at the new count (schedule.WarmupDecay.retime).
+The steps go into the checkpoint and training.json, so a resumed run keeps them, and `--phaseN-steps` runs the same
+number on any machine (its learning rates before the last re-timing then differ by that re-timing's share).
+Checkpoints (a few seconds each) and the aggregate prior's fit after training take their own time on top of the minutes.
 """
 
 from __future__ import annotations
