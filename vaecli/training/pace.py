@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from time import perf_counter
 
 import numpy as np
@@ -108,6 +109,23 @@ def steps_for(minutes: float, step_seconds: float, valid_seconds: float = 0.0, v
     while n > done + 1 and cost(n) > budget:
         n -= 1
     return n
+
+
+@dataclass
+class LoopTime:
+    """What a phase's loop spent beside its steps: its validations (their count and seconds) and its checkpoints."""
+
+    validations: int = 0
+    validation_seconds: float = 0.0
+    checkpoint_seconds: float = 0.0
+
+    def step_seconds(self, elapsed: float, steps: int) -> float:
+        """Seconds a step took, of `steps` steps in `elapsed` seconds of the loop."""
+        return (elapsed - self.validation_seconds - self.checkpoint_seconds) / steps
+
+    def validation(self, timed: float) -> float:
+        """Seconds a validation took in the loop (`timed`, the start's estimate, before the first)."""
+        return self.validation_seconds / self.validations if self.validations else timed
 
 
 REPLAN_SHARES = (0.25, 0.5, 0.75)

@@ -25,7 +25,7 @@ from vaecli.modeling.vae import VAEModel
 from vaecli.training.checkpoint import restore, save_checkpoint
 from vaecli.training.data import Batches, delete_tokens
 from vaecli.training.diagnose import Keeper, collapse_warning
-from vaecli.training.pace import Retiming
+from vaecli.training.pace import LoopTime, Retiming, describe, describe_replan, mean_batch_tokens, seconds_of, seconds_per_token, steps_for, update_seconds
 from vaecli.training.prior import fit_aggregate_prior
 from vaecli.training.schedule import WarmupDecay, beta_at
 from vaecli.training.setup import Event, Run, start_run, versions
@@ -97,7 +97,7 @@ def train_phase(run: Run, phase: int, start_step: int) -> None:
     wrapped, optimizer = acc.prepare(model, optimizer)
     stream = batch_stream(run, phase, start_step)
     started, step = perf_counter(), start_step
-    paused = [0.0, 0]  # seconds of validations and checkpoints in this loop, and the validations among them
+    spent = LoopTime()
     retiming = Retiming(total if run.phase_minutes(phase) is not None and start_step == 0 else 0)
     run.emit("phase", phase=phase, total=total, start=start_step)
     while step < total:
@@ -126,16 +126,17 @@ def train_phase(run: Run, phase: int, start_step: int) -> None:
             run.run_dir.log({"kind": "train", **values})
             run.tracking.record({"kind": "train", **values})
         stop_early = False
-        pause = perf_counter()
         if step % cfg.valid_every == 0 or step == total:
+            mark = perf_counter()
             stop_early = validate_and_keep(run, model, phase, step)
-            paused[1] += 1
+            spent.validations, spent.validation_seconds = spent.validations + 1, spent.validation_seconds + perf_counter() - mark
         if step == retiming.at:  # before this step's checkpoint, which then holds the new length
-            total = retime(run, phase, scheduler, step, perf_counter() - started, paused, pause)
+            total = retime(run, phase, scheduler, step, perf_counter() - started, spent)
             retiming.next_after(total, step)
         if step % cfg.save_every == 0 or step == total or stop_early:
+            mark = perf_counter()
             checkpoint(run, optimizer, scheduler, phase, step)
-        paused[0] += perf_counter() - pause
+            spent.checkpoint_seconds += perf_counter() - mark
         if stop_early:
             run.emit("message", text=f"early stopping at phase {phase} step {step}: no better validation Rec in {cfg.patience} validations")
             break
@@ -146,25 +147,18 @@ def train_phase(run: Run, phase: int, start_step: int) -> None:
                                  f"{run.phase_minutes(phase):g}")
 
 
-def retime(run: Run, phase: int, scheduler: Any, step: int, elapsed: float, paused: list, pause: float) -> int:
+def retime(run: Run, phase: int, scheduler: Any, step: int, elapsed: float, spent: LoopTime) -> int:
     """A phase in minutes, `step` steps and `elapsed` seconds into its loop, times itself again (training.pace): its steps'
-    own seconds (the loop's less its validations and checkpoints, `paused`, and what ran since `pause`) and the time left
-    give its new step count; the learning rate goes on from where it stands to 0 at the new count. Every process takes
-    the slowest's count; returns it."""
-    from vaecli.training.pace import describe_replan, steps_for
-
+    own seconds (the loop's less its validations and checkpoints) and the time left give its new step count; the learning
+    rate goes on from where it stands to 0 at the new count. Every process takes the slowest's count; returns it."""
     acc, cfg = run.accelerator, run.cfg
-    valid_now = perf_counter() - pause  # a validation at this very step
-    step_seconds = (elapsed - paused[0] - valid_now) / step
-    valid_seconds = (paused[0] + valid_now) / paused[1] if paused[1] else run.timed_validation.get(phase, 0.0)
-    # paused[0] also holds checkpoints, which the minutes leave on top: a validation's mean errs long, the safe side
+    step_seconds, valid_seconds = spent.step_seconds(elapsed, step), spent.validation(run.timed_validation.get(phase, 0.0))
     step_seconds, valid_seconds, elapsed = acc.gather(torch.tensor([[step_seconds, valid_seconds, elapsed]],
                                                                    device=acc.device)).max(dim=0).values.tolist()
     before = run.timed_steps[phase]
     total = run.timed_steps[phase] = steps_for(run.phase_minutes(phase), step_seconds, valid_seconds, cfg.valid_every,
                                                done=step, spent=elapsed)
-    for shape in {id(f): f for f in scheduler.lr_lambdas}.values():
-        shape.retime(step, total)
+    scheduler.lr_lambdas[0].retime(step, total)  # one WarmupDecay, shared by every parameter group (make_optimizer)
     if phase == 1 and cfg.phase == "both":
         run.tracking.phase1_steps = total
     if total != before:
@@ -185,8 +179,6 @@ def forward(run: Run, wrapped: Any, batch: dict[str, torch.Tensor], phase: int, 
 def time_steps(run: Run, phase: int, params: list[torch.nn.Parameter], protected: list[int]) -> None:
     """--phaseN-minutes -> the phase's steps (training.pace): passes on its first batches time a step, an update on zero
     gradients its clipping and optimizer, a few validation sentences a validation; every process takes the slowest's count."""
-    from vaecli.training.pace import describe, mean_batch_tokens, seconds_of, seconds_per_token, steps_for, update_seconds
-
     acc, model, cfg = run.accelerator, run.model, run.cfg
 
     def run_pass(batch: dict[str, torch.Tensor]) -> None:
