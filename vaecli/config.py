@@ -58,8 +58,8 @@ VALID_BATCH_MIN = 32
 
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "seq2seq": {"latent_dim": 32, "layers": "last", "pooling": "mean", "injection": "memory", "prefix_slots": 1, "init_logvar": 0.0,
-                "vocab_bias": False, "new_lr_scale": 1.0, "calibrate": False, "freeze_decoder": False, "phase1_steps": 1000, "phase2_steps": 2000,
-                "phase1_minutes": None, "lora": 0, "batch_size": 32},
+                "vocab_bias": False, "new_lr_scale": 1.0, "calibrate": False, "vocab_fit": False, "freeze_decoder": False,
+                "phase1_steps": 1000, "phase2_steps": 2000, "phase1_minutes": None, "lora": 0, "batch_size": 32},
     # Measured for MiniLM + SmolLM2 (README, "Measured"): a frozen decoder and calibration make the LM read z
     # (benchmarks/levers.py); 8 prefix slots lower Rec in fewer steps than 1 (benchmarks/fidelity.py); a latent
     # of 256 pooled from the mean of all encoder layers, its layers at 3x the learning rate, carries the words
@@ -76,8 +76,8 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     # Phase 1 is an hour of this machine (--phase1-minutes 60; the phase re-times itself as it goes, training.pace): a fixed
     # 3800 steps were the hour of a CPU with native bf16 and 1 h 45 min of one without (0.6 steps/s in float32).
     "causal": {"latent_dim": 256, "layers": "mean", "pooling": "attention", "injection": "both", "prefix_slots": 8, "init_logvar": -6.0,
-               "vocab_bias": True, "new_lr_scale": 3.0, "calibrate": True, "freeze_decoder": True, "phase1_steps": 0, "phase2_steps": 0,
-               "phase1_minutes": 60.0, "lora": 16, "batch_size": 16},
+               "vocab_bias": True, "new_lr_scale": 3.0, "calibrate": True, "vocab_fit": False, "freeze_decoder": True,
+               "phase1_steps": 0, "phase2_steps": 0, "phase1_minutes": 60.0, "lora": 16, "batch_size": 16},
 }
 """Defaults that differ by model family: `seq2seq` (an encoder-decoder) and `causal` (an encoder + a causal LM)."""
 FAMILY_INJECTIONS: dict[str, tuple[str, ...]] = {"seq2seq": INJECTIONS, "causal": ("prefix", "embedding", "both")}
@@ -284,6 +284,9 @@ class TrainConfig(ModelSettings):
     freeze_decoder: bool | None = setting(None, "Phase 1: keep the decoder's pretrained weights fixed (new parts still train).")
     freeze_decoder_phase2: bool = setting(False, "Phase 2: keep the decoder's pretrained weights fixed too.")
     calibrate: bool | None = setting(None, "Data-dependent init of the new layers on the first training batch (vaecli/training/calibrate.py).")
+    vocab_fit: bool | None = setting(None, "Calibration with --vocab-bias (one slot): its map from z starts as a least-squares fit of each "
+                                           "sentence's mean output embedding, as loud as lowers the decoder's NLL on held-out calibration "
+                                           "sentences (vaecli/training/vocab_fit.py); off: it starts at zero.")
     write_scale: float = setting(0.1, "Calibration: what z writes into the decoder starts at this fraction of the RMS of what the "
                                       "decoder already carries there (its input embeddings; each layer's keys and values).")
     phase1_denoise: float = setting(0.0, "Phase 1: fraction of encoder input tokens deleted at random.")
@@ -389,7 +392,10 @@ class TrainConfig(ModelSettings):
         if self.model is None:
             self.encoder = self.encoder or ENCODER_IS_DECODER
             self.decoder = self.decoder or EMBEDDED_DECODER
+        fit_given = self.vocab_fit
         fill_family_defaults(self, self.family)
+        if fit_given and not (self.vocab_bias and self.vocab_slots == 1 and self.calibrate):
+            problems.append("--vocab-fit fits the vocabulary bias at calibration: it needs --vocab-bias with one slot and --calibrate")
         if self.reader_layers and self.encoder != ENCODER_IS_DECODER:
             problems.append(f"--reader-layers sets how deep the decoder LM reads: it needs --encoder {ENCODER_IS_DECODER}")
         if self.reader_echo and self.encoder != ENCODER_IS_DECODER:

@@ -15,7 +15,7 @@ gap). Calibration fixes the scales before the first step:
   small writes leave the LM intact while their gradients already depend on the sentence.
 
 Only scales change (the random directions stay), so the result is a deterministic function of the
-seed and the batch.
+seed and the batch. With --vocab-fit, the vocabulary bias's map is fitted on the same sentences (training.vocab_fit).
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ def _cache_rms(model: VAEModel, dec_in: torch.Tensor, z: torch.Tensor) -> torch.
 
 
 @torch.no_grad()
-def calibrate(model: VAEModel, batch: dict[str, torch.Tensor], scale: float) -> dict[str, float]:
-    """Rescale to_mu (and its bias), to_decoder and to_embedding in place; returns the scales measured.
+def calibrate(model: VAEModel, batch: dict[str, torch.Tensor], scale: float, vocab_fit: bool = False) -> dict[str, float]:
+    """Rescale to_mu (and its bias), to_decoder and to_embedding in place, and with `vocab_fit` fit a one-slot vocabulary
+    bias (training.vocab_fit); returns the scales measured.
 
     mu's spread needs two sentences at least: with one, mu is left as it is (the report says so)."""
     was_training = model.training
@@ -66,7 +67,7 @@ def calibrate(model: VAEModel, batch: dict[str, torch.Tensor], scale: float) -> 
         model.to_mu.bias.copy_((model.to_mu.bias - mean) / std)
         report["mu_std_before"] = float(std.mean())
     z = model.to_mu(pooled)
-    dec_in, _ = model.targets(target, target_mask)
+    dec_in, labels = model.targets(target, target_mask)
     injection, dims = model.config.injection, model.dims
     embed = model.family.input_embeddings()
     if injection in ("embedding", "both"):
@@ -83,5 +84,9 @@ def calibrate(model: VAEModel, batch: dict[str, torch.Tensor], scale: float) -> 
             for j in range(2):
                 weight[i, j].mul_(scale * real[i, j] / _rms(out[:, i, j]))
         report["prefix_rms_layer0"] = float(real[0, 0])
+    if vocab_fit and model.to_vocab is not None and model.config.vocab_slots == 1:
+        from vaecli.training.vocab_fit import fit_vocab_bias
+
+        report["vocab_bias_rms"] = fit_vocab_bias(model, z, dec_in, labels)
     model.train(was_training)
     return report

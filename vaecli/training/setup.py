@@ -145,7 +145,7 @@ def _build(cfg: TrainConfig, run_dir: RunDir, on_event: Callable[[Event], None],
         from vaecli.training.calibrate import calibrate
 
         report = calibrate(model, train_data.batch(range(min(CALIBRATION_ROWS, len(train_data))), model.input_pad_id, model.pad_id),
-                           cfg.write_scale)
+                           cfg.write_scale, bool(cfg.vocab_fit))
         if "mu_std_before" not in report:
             notes.append("calibration: 1 training sentence is too few to standardise mu (it needs 2); only the injection was scaled")
     run = Run(cfg, run_dir, accelerator, model, train_data, valid_data, on_event, checkpoint_dir, resume_state, notes)
