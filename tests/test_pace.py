@@ -92,6 +92,28 @@ def steps_and_losses(events: list[dict]) -> tuple[list[tuple[int, int, float]], 
             [e["text"] for e in events if e["kind"] == "message" and "minutes at" in e["text"]])
 
 
+def test_a_validation_is_scaled_by_the_padded_tokens_of_its_batches():
+    """Timed on one batch of the longest sentences, a validation of mostly short ones is scaled by padded tokens, not rows."""
+    every = np.array([2] * 64 + [10] * 32)
+    assert pace.padded_tokens(every, 32) == 2 * 32 * 2 + 32 * 10
+    assert pace.validation_seconds(10.0, every[-32:], every, 32) == pytest.approx(10.0 * 448 / 320)
+
+
+def test_the_timed_validation_counts_the_tokens_the_validation_will_run(t5_dir, corpus, tmp_path, monkeypatch, quarter_second_passes):
+    """64 one-word validation sentences and 32 of nine words last: the 32 timed (10 s) are 320 padded tokens of the
+    validation's 448, so a validation is 14 s (30 s when scaled by rows, as before)."""
+    import vaecli.training.trainer as trainer
+
+    monkeypatch.setattr(trainer, "seconds_of", lambda action: 10.0)
+    valid = tmp_path / "valid.txt"
+    valid.write_text("dog\n" * 64 + "the old man said it was a long day\n" * 32)
+    events: list[dict] = []
+    finetune(TrainConfig(train_file=str(corpus), valid_file=str(valid), model=str(t5_dir), out=str(tmp_path / "m"), phase1_minutes=0.05,
+                         phase2_steps=0, **{**TINY, "valid_size": 1000}), events.append)
+    _, messages = steps_and_losses(events)
+    assert "validations of 14 s" in messages[0] or "validation of 14 s" in messages[0], messages
+
+
 @pytest.fixture
 def quarter_second_passes(monkeypatch):
     """Every timed pass takes 0.25 s: the steps a phase's minutes come to are the same on any machine."""

@@ -7,8 +7,9 @@ once, when the phase starts. What the phase's minutes must hold is timed on this
   phase, give seconds per padded token; a typical step is that times the mean padded tokens of a batch over an epoch of
   the phase's batches (batches group sentences of similar length, so the first few are not a typical step), plus the
   clipping and optimizer update, timed once on zero gradients at learning rate 0;
-- a validation: the validation of a few of the validation sentences, scaled to all of them; the phase validates every
-  --valid-every steps and at its end.
+- a validation: the validation of a few of the validation sentences, scaled to all of them by their padded tokens in
+  the validation's own batches (of similar lengths; the few are one batch, padded to their longest); the phase
+  validates every --valid-every steps and at its end.
 
 The steps are the most whose passes and validations fit the minutes. The timing leaves no trace: no weight changes, no
 .grad left written, the random generator as it was. A few passes misjudge a step by up to 20% either way on a busy
@@ -30,6 +31,8 @@ from time import perf_counter
 import numpy as np
 import torch
 
+from vaecli.modeling.tokens import length_batches
+
 PROBE_PASSES = 6
 """Timed forward and backward passes (after one untimed: the first pass allocates and warms the kernels)."""
 
@@ -39,6 +42,17 @@ def mean_batch_tokens(batches: Sequence[Sequence[int]], lengths: np.ndarray) -> 
     if not batches:
         return 0.0
     return float(np.mean([len(b) * int(lengths[np.asarray(b)].max()) for b in batches]))
+
+
+def padded_tokens(lengths: np.ndarray, batch_size: int) -> int:
+    """Padded tokens (rows x the longest row, summed) of validation's batches of `lengths` (modeling.tokens.length_batches,
+    in order)."""
+    return sum(len(b) * int(lengths[np.asarray(b)].max()) for b in length_batches(lengths, batch_size, 0, 0, shuffle=False))
+
+
+def validation_seconds(timed: float, few: np.ndarray, every: np.ndarray, batch_size: int) -> float:
+    """Seconds of a validation of sentences of lengths `every`, from `timed`, the seconds of one of those of lengths `few`."""
+    return timed * padded_tokens(every, batch_size) / max(padded_tokens(few, batch_size), 1)
 
 
 def seconds_per_token(passes: Iterator[dict[str, torch.Tensor]], run_pass: Callable[[dict[str, torch.Tensor]], None],

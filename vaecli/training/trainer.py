@@ -25,7 +25,18 @@ from vaecli.modeling.vae import VAEModel
 from vaecli.training.checkpoint import restore, save_checkpoint
 from vaecli.training.data import Batches, delete_tokens
 from vaecli.training.diagnose import Keeper, collapse_warning
-from vaecli.training.pace import LoopTime, Retiming, describe, describe_replan, mean_batch_tokens, seconds_of, seconds_per_token, steps_for, update_seconds
+from vaecli.training.pace import (
+    LoopTime,
+    Retiming,
+    describe,
+    describe_replan,
+    mean_batch_tokens,
+    seconds_of,
+    seconds_per_token,
+    steps_for,
+    update_seconds,
+    validation_seconds,
+)
 from vaecli.training.prior import fit_aggregate_prior
 from vaecli.training.schedule import WarmupDecay, beta_at
 from vaecli.training.setup import Event, Run, start_run, versions
@@ -194,7 +205,7 @@ def time_steps(run: Run, phase: int, params: list[torch.nn.Parameter], protected
     if len(run.valid_data):
         size = max(cfg.batch_size, VALID_BATCH_MIN)
         few = run.valid_data.split(min(size, len(run.valid_data)))[1]
-        valid_seconds = seconds_of(lambda: validate(model, few, size, cfg.seed, acc)) * len(run.valid_data) / len(few)
+        valid_seconds = validation_seconds(seconds_of(lambda: validate(model, few, size, cfg.seed, acc)), few.lengths, run.valid_data.lengths, size)
     step_seconds, valid_seconds = acc.gather(torch.tensor([[step_seconds, valid_seconds]], device=acc.device)).max(dim=0).values.tolist()
     run.timed_validation[phase] = valid_seconds
     minutes = run.phase_minutes(phase)
