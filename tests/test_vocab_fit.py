@@ -90,16 +90,33 @@ def test_vocab_fit_needs_a_one_slot_bias_and_calibration(options, want):
         assert TrainConfig(train_file="x.txt", vocab_fit=True, **options).vocab_fit is True
 
 
+def test_calibration_scores_the_fit_in_the_pass_the_prefix_needs_and_fits_as_a_pass_of_its_own(bert_dir, llama_dir):
+    """With prefix injection the fit is scored on the logits of calibration's own pass of the decoder: the map and the
+    size are those of fit_vocab_bias's pass of its own on the same z."""
+    shared, alone = build(bert_dir, llama_dir), build(bert_dir, llama_dir)
+    words = [w for w, i in sorted(shared.decoder_tokenizer.get_vocab().items(), key=lambda kv: kv[1]) if w.isalpha()][:8]
+    batch = shared.tokenize_batch([" ".join([words[i % 8]] * (1 + (i // 8) % 4)) for i in range(64)])
+    with torch.no_grad():
+        report = calibrate(shared, batch, 0.1, vocab_fit=True)
+        calibrate(alone, batch, 0.1)
+        mu, _ = alone.posterior(batch["input_ids"], batch["attention_mask"])
+        dec_in, labels = alone.targets(batch["target_ids"], batch["target_mask"])
+        size = vocab_fit.fit_vocab_bias(alone, mu, dec_in, labels)
+    assert report["vocab_bias_rms"] == size > 0
+    torch.testing.assert_close(shared.to_vocab.weight, alone.to_vocab.weight, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(shared.to_vocab.bias, alone.to_vocab.bias, atol=1e-6, rtol=1e-5)
+
+
 def test_finetune_fits_the_bias_once_on_the_calibration_sentences(bert_dir, llama_dir, corpus, tmp_path, monkeypatch):
-    calls = []
-    original = vocab_fit.fit_vocab_bias
+    fitted = []
+    original = vocab_fit.VocabFit.finish
 
-    def spy(model, z, dec_in, labels):
-        calls.append(len(z))
-        return original(model, z, dec_in, labels)
+    def spy(self):
+        fitted.append(len(self.z))
+        return original(self)
 
-    monkeypatch.setattr(vocab_fit, "fit_vocab_bias", spy)
+    monkeypatch.setattr(vocab_fit.VocabFit, "finish", spy)
     cfg = TrainConfig(train_file=str(corpus), encoder=str(bert_dir), decoder=str(llama_dir), out=str(tmp_path / "m"), phase1_steps=1,
                       phase2_steps=0, batch_size=8, valid_size=8, latent_dim=8, bf16="no", vocab_fit=True)
     finetune(cfg)
-    assert calls == [256]
+    assert fitted == [256]

@@ -20,9 +20,13 @@ seed and the batch. With --vocab-fit, the vocabulary bias's map is fitted on the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from vaecli.modeling.vae import VAEModel
+from vaecli.training.vocab_fit import MIN_ROWS as FIT_ROWS
+from vaecli.training.vocab_fit import VocabFit, fit_vocab_bias
 
 MIN_ROWS = 2  # sentences needed to measure mu's spread
 CHUNK = 32  # sentences per decoder pass while measuring its keys and values
@@ -32,14 +36,18 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
     return x.float().pow(2).mean().sqrt().clamp(min=1e-6)
 
 
-def _cache_rms(model: VAEModel, dec_in: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+def _cache_rms(model: VAEModel, dec_in: torch.Tensor, z: torch.Tensor,
+               on_logits: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
     """(layers, 2): the RMS of each decoder layer's keys and values over these sentences, run CHUNK rows at a time
-    (the logits of 256 sentences over a large vocabulary alone would take a gigabyte)."""
+    (the logits of 256 sentences over a large vocabulary alone would take a gigabyte); each chunk's logits go to
+    `on_logits` (its first row, the logits)."""
     squares, count = torch.zeros(model.dims.layers, 2, dtype=torch.float64), 0
     for start in range(0, len(dec_in), CHUNK):
         rows = dec_in[start : start + CHUNK]
         state = model.family.new_state(len(rows), None, None, None, z, cache=True)
-        model.family.logits(state, rows)
+        logits = model.family.logits(state, rows)
+        if on_logits is not None:
+            on_logits(start, logits)
         kv = model.family.self_attention_cache(state)
         for i in range(model.dims.layers):
             for j, real in enumerate((kv.layers[i].keys, kv.layers[i].values)):
@@ -75,8 +83,15 @@ def calibrate(model: VAEModel, batch: dict[str, torch.Tensor], scale: float, voc
         target_rms = _rms(embed(dec_in))
         layer.weight.mul_(scale * target_rms / _rms(layer(z)))
         report["embedding_rms"] = float(target_rms)
+    fit = None
+    if vocab_fit and model.to_vocab is not None and model.config.vocab_slots == 1:
+        report["vocab_bias_rms"] = 0.0
+        if len(z) >= FIT_ROWS and injection in ("prefix", "both"):
+            fit = VocabFit(model, z, labels)  # scored in the pass below, which the prefix's scales need anyway
+        elif len(z) >= FIT_ROWS:
+            report["vocab_bias_rms"] = fit_vocab_bias(model, z, dec_in, labels)
     if injection in ("prefix", "both"):
-        real = _cache_rms(model, dec_in, z)
+        real = _cache_rms(model, dec_in, z, fit.score if fit is not None else None)
         slots = model.config.prefix_slots
         out = model.to_decoder(z).view(-1, dims.layers, 2, dims.kv_heads, slots, dims.head_dim)
         weight = model.to_decoder.weight.view(dims.layers, 2, dims.kv_heads, slots, dims.head_dim, -1)
@@ -84,9 +99,7 @@ def calibrate(model: VAEModel, batch: dict[str, torch.Tensor], scale: float, voc
             for j in range(2):
                 weight[i, j].mul_(scale * real[i, j] / _rms(out[:, i, j]))
         report["prefix_rms_layer0"] = float(real[0, 0])
-    if vocab_fit and model.to_vocab is not None and model.config.vocab_slots == 1:
-        from vaecli.training.vocab_fit import fit_vocab_bias
-
-        report["vocab_bias_rms"] = fit_vocab_bias(model, z, dec_in, labels)
+    if fit is not None:
+        report["vocab_bias_rms"] = fit.finish()
     model.train(was_training)
     return report

@@ -20,8 +20,8 @@ from vaecli.modeling.vae import VAEModel
 
 RIDGE = 1.0
 """The ridge penalty, as a multiple of the mean variance of z's dimensions (1 after calibration's standardisation)."""
-SIZES = (0.0,) + tuple(2 ** (k / 2) for k in range(-8, 9))
-"""The bias's RMS over the vocabulary (nats) that the held-out half chooses from: 0 and 1/16 to 16, steps of sqrt 2."""
+SIZES = (0.0,) + tuple(2.0**k for k in range(-4, 5))
+"""The bias's RMS over the vocabulary (nats) that the held-out half chooses from: 0 and 1/16 to 16, in steps of 2."""
 MIN_ROWS = 4  # sentences for a fit on one half and a choice of size on the other
 CHUNK = 32  # sentences per decoder pass
 
@@ -51,35 +51,56 @@ def _spread(biases: torch.Tensor) -> float:
     return float((biases - biases.mean(dim=1, keepdim=True)).pow(2).mean().sqrt())
 
 
+class VocabFit:
+    """The fit in parts, so that calibration's pass of the decoder without z's writes can serve it: A fitted on the first
+    half at construction, each chunk's logits scored on the held-out half (`score`), then `finish`."""
+
+    def __init__(self, model: VAEModel, z: torch.Tensor, labels: torch.Tensor) -> None:
+        self.model, self.z, self.labels = model, z.float(), labels
+        self.table = model.family.output_embeddings().detach().float()
+        self.words = mean_embeddings(self.table, labels.masked_fill(labels == model.eos_id, -100))  # not the end every sentence has
+        self.half = len(z) // 2
+        weight, bias = ridge_map(self.z[: self.half], self.words[: self.half])
+        held = (self.z[self.half :] @ weight.T + bias) @ self.table.T  # (n - half, V): the half-fit's bias on the other half
+        self.held = held / max(_spread(held), 1e-12)
+        self.nll = torch.zeros(len(SIZES), dtype=torch.float64)
+
+    @torch.no_grad()
+    def score(self, start: int, logits: torch.Tensor) -> None:
+        """The decoder's logits (rows, T, V) for the sentences from `start` on: those of the held-out half add their NLL
+        under each size's bias."""
+        stop, first = start + len(logits), max(start, self.half)
+        if first >= stop:
+            return
+        labels = self.labels[first:stop]
+        real = labels != -100
+        flat, target = logits[first - start :].float()[real], labels[real]
+        rows = self.held[first - self.half : stop - self.half].repeat_interleave(real.sum(dim=1), dim=0)
+        for k, size in enumerate(SIZES):
+            self.nll[k] += float(F.cross_entropy(flat + size * rows, target, reduction="sum"))
+
+    @torch.no_grad()
+    def finish(self) -> float:
+        """Set `model.to_vocab` at the size of lowest held-out NLL, fitted on all the sentences; returns the size."""
+        size = SIZES[int(self.nll.argmin())]
+        if size == 0.0:
+            return 0.0
+        weight, bias = ridge_map(self.z, self.words)
+        scale = size / max(_spread((self.z @ weight.T + bias) @ self.table.T), 1e-12)
+        self.model.to_vocab.weight.copy_(scale * weight)
+        self.model.to_vocab.bias.copy_(scale * bias)
+        return size
+
+
 @torch.no_grad()
 def fit_vocab_bias(model: VAEModel, z: torch.Tensor, dec_in: torch.Tensor, labels: torch.Tensor) -> float:
-    """Set `model.to_vocab` (one slot) from these sentences' z, decoder inputs and labels; returns the bias's RMS over
-    the vocabulary on them (0.0: left at zero, also with fewer than MIN_ROWS sentences)."""
-    n = len(z)
-    if n < MIN_ROWS:
+    """Set `model.to_vocab` (one slot) from these sentences' z, decoder inputs and labels, with a pass of its own of the
+    decoder over the held-out half; returns the bias's RMS over the vocabulary (0.0: left at zero, also with fewer than
+    MIN_ROWS sentences)."""
+    if len(z) < MIN_ROWS:
         return 0.0
-    z = z.float()
-    table = model.family.output_embeddings().detach().float()
-    words = mean_embeddings(table, labels.masked_fill(labels == model.eos_id, -100))  # the words, not the end every sentence has
-    half = n // 2
-    weight, bias = ridge_map(z[:half], words[:half])
-    held = (z[half:] @ weight.T + bias) @ table.T  # (n - half, V): the half-fit's bias on the other half
-    held = held / max(_spread(held), 1e-12)
-    nll = torch.zeros(len(SIZES), dtype=torch.float64)
-    for start in range(half, n, CHUNK):
-        stop = min(start + CHUNK, n)
-        state = model.family.new_state(stop - start, None, None, None, z[start:stop], cache=False)
-        logits = model.family.logits(state, dec_in[start:stop]).float()
-        real = labels[start:stop] != -100
-        flat, target = logits[real], labels[start:stop][real]
-        rows = held[start - half : stop - half].repeat_interleave(real.sum(dim=1), dim=0)
-        for k, size in enumerate(SIZES):
-            nll[k] += float(F.cross_entropy(flat + size * rows, target, reduction="sum"))
-    size = SIZES[int(nll.argmin())]
-    if size == 0.0:
-        return 0.0
-    weight, bias = ridge_map(z, words)
-    scale = size / max(_spread((z @ weight.T + bias) @ table.T), 1e-12)
-    model.to_vocab.weight.copy_(scale * weight)
-    model.to_vocab.bias.copy_(scale * bias)
-    return size
+    fit = VocabFit(model, z, labels)
+    for start in range(fit.half, len(z), CHUNK):
+        rows = dec_in[start : start + CHUNK]
+        fit.score(start, model.family.logits(model.family.new_state(len(rows), None, None, None, z, cache=False), rows))
+    return fit.finish()
