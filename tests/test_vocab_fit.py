@@ -79,6 +79,15 @@ def test_fit_that_cannot_tell_sentences_apart_leaves_the_bias_at_zero(bert_dir, 
     assert vae.to_vocab.weight.abs().sum() == 0 and vae.to_vocab.bias.abs().sum() == 0
 
 
+def test_the_fit_is_the_causal_lms_default_and_a_bias_without_one_slot_just_skips_it():
+    """On by default for a causal LM, off for an encoder-decoder; the default with several slots or without the bias or
+    calibration is not an error (only an explicit --vocab-fit is)."""
+    assert TrainConfig(train_file="x.txt").vocab_fit is True
+    assert TrainConfig(train_file="x.txt", model="minilm").vocab_fit is False
+    for options in ({"vocab_slots": 2}, {"vocab_bias": False}, {"calibrate": False}):
+        assert TrainConfig(train_file="x.txt", **options).vocab_fit is True
+
+
 @pytest.mark.parametrize("options, want", [
     ({"vocab_slots": 2}, True), ({"calibrate": False}, True), ({"vocab_bias": False}, True), ({}, False)])
 def test_vocab_fit_needs_a_one_slot_bias_and_calibration(options, want):
