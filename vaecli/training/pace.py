@@ -47,7 +47,8 @@ def mean_batch_tokens(batches: Sequence[Sequence[int]], lengths: np.ndarray) -> 
 def padded_tokens(lengths: np.ndarray, batch_size: int) -> int:
     """Padded tokens (rows x the longest row, summed) of validation's batches of `lengths` (modeling.tokens.length_batches,
     in order)."""
-    return sum(len(b) * int(lengths[np.asarray(b)].max()) for b in length_batches(lengths, batch_size, 0, 0, shuffle=False))
+    batches = length_batches(lengths, batch_size, 0, 0, shuffle=False)
+    return round(mean_batch_tokens(batches, lengths) * len(batches))
 
 
 def validation_seconds(timed: float, few: np.ndarray, every: np.ndarray, batch_size: int) -> float:

@@ -2,8 +2,8 @@
 
 At zero, the path from z to each word's own logit carries nothing until training has grown it. Fitted, it starts as a
 bag of the sentence's words, as far as z tells them apart at the start: A (with its bias) is the ridge regression, over
-the calibration sentences, of each sentence's mean output embedding (W's rows for its words, the end token not counted), less their mean
-over the sentences, on its z, so W (A z) is highest at the words of the sentence whose z it is and lowest at those of
+the calibration sentences, of each sentence's mean output embedding (W's rows for its words, the end token not
+counted), less their mean over the sentences, on its z, so W (A z) is highest at the words of the sentence whose z it is and lowest at those of
 sentences unlike it. How loudly it starts is measured: A is fitted on the first half of the sentences, and its bias, at
 each RMS over the vocabulary in SIZES (each sentence's mean over the vocabulary set apart), is added to the logits of
 the decoder without z's other writes on the second half; the size with the lowest NLL there is kept (0 is among them: a
