@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator, Literal, Sequence, overload
 
 import numpy as np
 
-from vaecli.config import DECODE_BEAM, SAMPLE_NO_REPEAT_NGRAM
+from vaecli.config import DECODE_BEAM, DECODE_RERANK, SAMPLE_NO_REPEAT_NGRAM
 from vaecli.inference import latent as infer
 from vaecli.inference.latent import Encoded
 from vaecli.modeling.vae import VAEModel
@@ -40,11 +40,11 @@ class TextVAE(VAEModel):
         return infer.encode(self, list(texts))
 
     def decode(self, z: np.ndarray, beam: int = DECODE_BEAM, sample: bool = False, top_p: float = 1.0,
-               temperature: float = 1.0, seed: int | None = None, no_repeat_ngram: int = 0) -> list[str]:
+               temperature: float = 1.0, seed: int | None = None, no_repeat_ngram: int = 0, rerank: bool = DECODE_RERANK) -> list[str]:
         """One sentence per vector ((d,) or (n, d)), by beam search of width `beam` (1: greedy); no_repeat_ngram = n forbids
-        repeating any n tokens."""
+        repeating any n tokens; `rerank`: the encoder chooses among the beam's hypotheses near the best (inference.rerank)."""
         return infer.decode(self, z, beam=beam, sample=sample, top_p=top_p, temperature=temperature, seed=seed,
-                            no_repeat_ngram=no_repeat_ngram)
+                            no_repeat_ngram=no_repeat_ngram, rerank=rerank)
 
     def decode_stream(self, vectors: Iterable[np.ndarray], **decode_args: Any) -> Iterator[list[str]]:
         """decode() over arrays that may still be arriving, a batch of sentences at a time as soon as it is

@@ -47,6 +47,11 @@ DECODE_BEAM = 4
 the hour-long default, first 300 held-out WordNet sentences (benchmarks/beam.py, README "Measured"): BLEU 37.1 greedy, 40.3 at
 beam 2, 42.1 at 4, 42.0 at 8; exact match 24.0% -> 28.3% at 4, in 1.8-4x greedy's time. `vae sample` stays greedy (its fluency
 was measured so)."""
+DECODE_RERANK = True
+"""Whether beam search's result is chosen by the encoder among its hypotheses (inference.rerank; `--rerank/--no-rerank`)."""
+RERANK_MARGIN = 1.0
+"""`--rerank`: the hypotheses of a beam that the encoder chooses from are those within this many nats per token of the best
+one's mean log-prob (inference.rerank)."""
 PARAPHRASE_RADIUS = 0.25
 """How far `paraphrase` draws z from a sentence's mu, as a share of the prior's spread (the aggregate posterior's when the
 model has one, else N(0, I)): z = mu + scale * PARAPHRASE_RADIUS * L eps, L the prior's Cholesky factor. Not the

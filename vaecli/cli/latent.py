@@ -18,6 +18,7 @@ from vaecli.cli.common import (
     ColumnOpt,
     ModelOpt,
     NoRepeatOpt,
+    RerankOpt,
     SampleOpt,
     SeedOpt,
     SentenceChunks,
@@ -33,7 +34,7 @@ from vaecli.cli.common import (
     read_sentences,
     report_blank,
 )
-from vaecli.config import DECODE_BEAM, SAMPLE_NO_REPEAT_NGRAM
+from vaecli.config import DECODE_BEAM, DECODE_RERANK, SAMPLE_NO_REPEAT_NGRAM
 from vaecli.errors import InputError
 
 MAX_STEPS = 1_000_000  # interpolate --steps: streamed a batch at a time, so only patience bounds it
@@ -115,8 +116,8 @@ def encode(
 def decode(
     input_file: Annotated[Optional[Path], typer.Option("--input", "-i", help="Vectors file (default: stdin).")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="jsonl, tsv, npy or safetensors (default: detect).")] = None,
-    beam: BeamOpt = DECODE_BEAM, sample: SampleOpt = False, top_p: TopPOpt = 1.0, temperature: TempOpt = 1.0,
-    no_repeat_ngram: NoRepeatOpt = 0, seed: SeedOpt = None, model: ModelOpt = None,
+    beam: BeamOpt = DECODE_BEAM, rerank: RerankOpt = DECODE_RERANK, sample: SampleOpt = False, top_p: TopPOpt = 1.0,
+    temperature: TempOpt = 1.0, no_repeat_ngram: NoRepeatOpt = 0, seed: SeedOpt = None, model: ModelOpt = None,
 ) -> None:
     """Latent vectors (any format `encode` writes) -> one sentence per line, written as each batch is decoded."""
     with handled():
@@ -136,7 +137,7 @@ def decode(
         vae = load_model(model)
         vectors = stream_vectors(chunks, name, fmt, dim=vae.config.latent_dim, ready=ready)
         for texts in vae.decode_stream(vectors, beam=beam, sample=sample, top_p=top_p, temperature=temperature, seed=seed,
-                                       no_repeat_ngram=no_repeat_ngram):
+                                       no_repeat_ngram=no_repeat_ngram, rerank=rerank):
             out_lines(texts)
 
 
@@ -145,8 +146,8 @@ def sample(
     scale: Annotated[float, typer.Option("--scale", "-t", min=0.0, callback=finite, help="Prior scale t: the prior's spread times t.")] = 1.0,
     prior: Annotated[str, typer.Option(help="aggregate (a Gaussian fitted to the training sentences' encodings, saved with the model) "
                                             "or standard (N(0, I)).")] = "aggregate",
-    beam: BeamOpt = 1, sample_tokens: SampleOpt = False, top_p: TopPOpt = 1.0, temperature: TempOpt = 1.0,
-    no_repeat_ngram: NoRepeatOpt = SAMPLE_NO_REPEAT_NGRAM, seed: SeedOpt = None, model: ModelOpt = None,
+    beam: BeamOpt = 1, rerank: RerankOpt = DECODE_RERANK, sample_tokens: SampleOpt = False, top_p: TopPOpt = 1.0,
+    temperature: TempOpt = 1.0, no_repeat_ngram: NoRepeatOpt = SAMPLE_NO_REPEAT_NGRAM, seed: SeedOpt = None, model: ModelOpt = None,
 ) -> None:
     """Decode n draws from the prior."""
     with handled():
@@ -156,7 +157,7 @@ def sample(
         if prior == "aggregate" and vae.aggregate_prior is None:
             err("note: this model has no aggregate prior (prior.safetensors; models trained before vaecli 0.2): sampling from N(0, I)")
         for texts in vae.decode_stream(vae.prior_batches(n, scale, seed, prior), beam=beam, sample=sample_tokens, top_p=top_p,
-                                       temperature=temperature, seed=seed, no_repeat_ngram=no_repeat_ngram):
+                                       temperature=temperature, seed=seed, no_repeat_ngram=no_repeat_ngram, rerank=rerank):
             out_lines(texts)
 
 
@@ -165,14 +166,14 @@ def interpolate(
     b: Annotated[str, typer.Argument(metavar="B", help="End sentence.")],
     steps: Annotated[int, typer.Option(min=2, max=MAX_STEPS, help="Points on the path, both ends included.")] = 5,
     slerp: Annotated[bool, typer.Option("--slerp", metavar=FLAG, help="Spherical instead of linear path.")] = False,
-    beam: BeamOpt = DECODE_BEAM, model: ModelOpt = None,
+    beam: BeamOpt = DECODE_BEAM, rerank: RerankOpt = DECODE_RERANK, model: ModelOpt = None,
 ) -> None:
     """Decode a path through latent space from A's encoding to B's."""
     with handled():
         check_sentences(A=a, B=b)
         vae = load_model(model)
         pieces = list(vae.path(a, b, steps, slerp)) if sys.stdout.isatty() else vae.path(a, b, steps, slerp)
-        batches = vae.decode_stream((points for _, points in pieces), beam=beam)
+        batches = vae.decode_stream((points for _, points in pieces), beam=beam, rerank=rerank)
         if not sys.stdout.isatty():
             for texts in batches:
                 out_lines(texts)
@@ -190,15 +191,15 @@ def paraphrase(
     text: Annotated[str, typer.Argument(metavar="TEXT", help="The sentence.")],
     n: Annotated[int, typer.Option("-n", min=1, help="How many paraphrases (at most).")] = 5,
     scale: Annotated[float, typer.Option(min=0.0, callback=finite, help="How far from TEXT to draw: 1 is a quarter of the prior's spread.")] = 1.0,
-    beam: BeamOpt = DECODE_BEAM, sample_tokens: SampleOpt = False, top_p: TopPOpt = 1.0, temperature: TempOpt = 1.0,
-    no_repeat_ngram: NoRepeatOpt = 0, seed: SeedOpt = None, model: ModelOpt = None,
+    beam: BeamOpt = DECODE_BEAM, rerank: RerankOpt = DECODE_RERANK, sample_tokens: SampleOpt = False, top_p: TopPOpt = 1.0,
+    temperature: TempOpt = 1.0, no_repeat_ngram: NoRepeatOpt = 0, seed: SeedOpt = None, model: ModelOpt = None,
 ) -> None:
     """Distinct sentences decoded from around TEXT's encoding (TEXT itself left out), the nearest first."""
     with handled():
         check_sentences(TEXT=text)
         vae = load_model(model)
         found = vae.paraphrase(text, n, scale=scale, seed=seed, beam=beam, sample=sample_tokens, top_p=top_p, temperature=temperature,
-                               no_repeat_ngram=no_repeat_ngram)
+                               no_repeat_ngram=no_repeat_ngram, rerank=rerank)
         if len(found) < n:
             err(f"found {len(found)} distinct paraphrase(s) of {n}; try a larger --scale")
         out_lines(found)
@@ -210,22 +211,22 @@ def steer(
     target: Annotated[Path, typer.Option("--to", help="Sentences with the attribute to move towards.")],
     alpha: Annotated[float, typer.Option(callback=finite, help="How far along mean(to) - mean(from).")] = 1.0,
     column: ColumnOpt = None,
-    beam: BeamOpt = DECODE_BEAM, model: ModelOpt = None,
+    beam: BeamOpt = DECODE_BEAM, rerank: RerankOpt = DECODE_RERANK, model: ModelOpt = None,
 ) -> None:
     """Move TEXT along the direction from the mean encoding of --from to that of --to."""
     with handled():
         check_sentences(TEXT=text)
         src, dst = read_sentences(source, column=column, option=None), read_sentences(target, column=column, option=None)
         vae = load_model(model)
-        out_lines([vae.steer(text, src, dst, alpha, beam=beam)])
+        out_lines([vae.steer(text, src, dst, alpha, beam=beam, rerank=rerank)])
 
 
 def analogy(
     a: Annotated[str, typer.Argument(metavar="A")], b: Annotated[str, typer.Argument(metavar="B")], c: Annotated[str, typer.Argument(metavar="C")],
-    beam: BeamOpt = DECODE_BEAM, model: ModelOpt = None,
+    beam: BeamOpt = DECODE_BEAM, rerank: RerankOpt = DECODE_RERANK, model: ModelOpt = None,
 ) -> None:
     """A is to B as C is to ...: decodes C + (B - A)."""
     with handled():
         check_sentences(A=a, B=b, C=c)
         vae = load_model(model)
-        out_lines([vae.analogy(a, b, c, beam=beam)])
+        out_lines([vae.analogy(a, b, c, beam=beam, rerank=rerank)])

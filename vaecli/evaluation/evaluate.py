@@ -34,7 +34,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from vaecli.config import DECODE_BEAM, SAMPLE_NO_REPEAT_NGRAM
+from vaecli.config import DECODE_BEAM, DECODE_RERANK, SAMPLE_NO_REPEAT_NGRAM
 from vaecli.evaluation.fluency import fluency
 from vaecli.evaluation.metrics import active_units, mutual_information
 from vaecli.inference.generate import generate
@@ -75,14 +75,15 @@ def rows_per_pass(seq_len: int, vocab: int) -> int:
 @torch.inference_mode()
 def evaluate(
     model: VAEModel, texts: Sequence[str], iw_samples: int = 100, batch_size: int = 32, seed: int = 0, bleu: bool = True,
-    bf16: str = "auto", progress: Progress | None = None, samples: int = 0, beam: int = DECODE_BEAM,
+    bf16: str = "auto", progress: Progress | None = None, samples: int = 0, beam: int = DECODE_BEAM, rerank: bool = DECODE_RERANK,
 ) -> dict[str, float]:
     """All metrics above over `texts`; returns a flat dict (see module docstring for units).
 
     `bf16` follows `vae finetune --bf16` (auto: models of 10M+ parameters where the hardware has bf16).
     `progress(stage, done, total)` is called after each batch; nothing here prints. `samples` > 0 adds the
     quality of that many prior samples (from the model's aggregate prior when it has one) and as many midpoints.
-    The reconstructions (BLEU, exact match) decode mu by beam search of width `beam` (1: greedy), as `vae decode` does.
+    The reconstructions (BLEU, exact match) decode mu by beam search of width `beam` (1: greedy), chosen by the encoder
+    among the beam's hypotheses with `rerank`, as `vae decode` does.
     """
     from vaecli.modeling.precision import use_bf16
     from vaecli.modeling.tokens import tokenize
@@ -150,7 +151,7 @@ def evaluate(
     if bleu or samples > 0:
         result.update(fluency_inputs=fluency(model, texts), words_inputs=words / max(n, 1))
     if bleu:
-        result.update(reconstruction(model, targets, mu, report, beam), beam=beam)
+        result.update(reconstruction(model, targets, mu, report, beam, rerank), beam=beam, rerank=rerank and beam > 1)
     if samples > 0:
         result.update(generation_quality(model, mu.numpy(), samples, seed))
         report("prior samples and midpoints", 2 * samples, 2 * samples)
@@ -211,8 +212,8 @@ def importance_weighted_nll(
 
 
 def reconstruction(model: VAEModel, ids: list[list[int]], mu: torch.Tensor, progress: Progress | None = None,
-                   beam: int = DECODE_BEAM) -> dict[str, float]:
-    """Decode mu (beam search of width `beam`, 1: greedy): corpus BLEU and exact match against the input as the decoder's
+                   beam: int = DECODE_BEAM, rerank: bool = DECODE_RERANK) -> dict[str, float]:
+    """Decode mu (beam search of width `beam`, 1: greedy; with `rerank`, chosen by the encoder): corpus BLEU and exact match against the input as the decoder's
     tokenizer normalises it."""
     tok = model.decoder_tokenizer
     refs = [t.strip() for t in tok.batch_decode(ids, skip_special_tokens=True)]
@@ -221,7 +222,7 @@ def reconstruction(model: VAEModel, ids: list[list[int]], mu: torch.Tensor, prog
     for rows in length_batches([len(r) for r in ids], max(1, DECODE_BATCH // beam), 0, 0, shuffle=False):
         # Similar lengths together: a batch stops as soon as its longest reconstruction ends. The decoder runs
         # DECODE_BATCH rows at a time whatever the beam (memory for the logits stays bounded).
-        out = generate(model, mu[rows].to(model.device), model.config.max_length, beam=beam)
+        out = generate(model, mu[rows].to(model.device), model.config.max_length, beam=beam, rerank=rerank)
         for i, text in zip(rows, tok.batch_decode(out, skip_special_tokens=True)):
             hyps[i] = text.strip()
         done += len(rows)

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from vaecli.config import DECODE_BEAM, PARAPHRASE_RADIUS
+from vaecli.config import DECODE_BEAM, DECODE_RERANK, PARAPHRASE_RADIUS
 from vaecli.errors import InputError, VectorSizeError
 from vaecli.inference.generate import generate
 from vaecli.modeling.tokens import length_batches, pad_batch, tokenize
@@ -84,11 +84,12 @@ def decode_batches(
     max_new_tokens: int | None = None,
     batch_size: int = BATCH,
     no_repeat_ngram: int = 0,
+    rerank: bool = DECODE_RERANK,
 ) -> Iterator[list[str]]:
     """One sentence per row of each array in `vectors`, yielded a batch at a time as soon as it is decoded
     (an output can stream while its input still arrives): beam search (width DECODE_BEAM by default; 1: greedy) or nucleus
     sampling from one seeded stream across all batches; with no_repeat_ngram = n, no sentence repeats an
-    n-token sequence of its own."""
+    n-token sequence of its own; with `rerank` (beam search), the encoder chooses among the beam's hypotheses (inference.rerank)."""
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     limit = max_new_tokens or model.config.max_length
     for array in vectors:
@@ -96,7 +97,7 @@ def decode_batches(
         for start in range(0, len(z), batch_size):
             chunk = torch.from_numpy(z[start : start + batch_size]).to(model.device)
             ids = generate(model, chunk, limit, beam=beam, sample=sample, top_p=top_p, temperature=temperature, generator=generator,
-                           no_repeat_ngram=no_repeat_ngram)
+                           no_repeat_ngram=no_repeat_ngram, rerank=rerank)
             yield [t.strip() for t in model.decoder_tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
 
