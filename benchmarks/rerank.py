@@ -60,7 +60,8 @@ def main() -> None:
             hyps = [""] * len(texts)
             with torch.inference_mode():
                 for rows, ids, scores in pools:
-                    out = strip_ids(ids[:, 0], model) if margin is None else choose(model, mu[rows], ids, scores, margin)
+                    hyps_k = [strip_ids(ids[:, j], model) for j in range(k)]
+                    out = hyps_k[0] if margin is None else choose(model, mu[rows], hyps_k, scores, margin)
                     for i, text in zip(rows, tok.batch_decode(out, skip_special_tokens=True)):
                         hyps[i] = text.strip()
             choosing = time.perf_counter() - started

@@ -13,7 +13,7 @@ from tests.test_generate import ScriptedLM
 from vaecli.config import VAEConfig
 from vaecli.inference.generate import beam_search, generate, strip_ids
 from vaecli.inference.latent import encode
-from vaecli.inference.rerank import choose
+from vaecli.inference.rerank import choose as choose_lists
 from vaecli.modeling.backbones import build_causal_vae, build_vae
 from vaecli.modeling.vae import VAEModel
 
@@ -43,6 +43,10 @@ def pool_of(model: VAEModel, texts: list[list[str]], scores: list[list[float]]) 
         for j, i in enumerate(row):
             out[r, j, : len(i) + 1] = torch.tensor(i + [model.eos_id])
     return out, torch.tensor(scores), [i for row in ids for i in row]
+
+
+def choose(model, z, ids, scores, margin=1.0):
+    return choose_lists(model, z, [strip_ids(ids[:, j], model) for j in range(ids.shape[1])], scores, margin)
 
 
 def text_of(model: VAEModel, ids: list[int]) -> str:

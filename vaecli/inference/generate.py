@@ -89,7 +89,7 @@ def _beam_search(model: VAEModel, z: torch.Tensor, max_new_tokens: int, k: int, 
     if rerank:
         from vaecli.inference.rerank import choose
 
-        return choose(model, z, ids, scores)
+        return choose(model, z, [strip_ids(ids[:, j], model) for j in range(k)], scores)
     return strip_ids(ids[:, 0], model)
 
 

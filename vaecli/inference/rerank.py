@@ -21,15 +21,13 @@ from vaecli.modeling.vae import VAEModel
 BATCH = 64  # hypotheses per pass of the encoder
 
 
-def choose(model: VAEModel, z: torch.Tensor, ids: torch.Tensor, scores: torch.Tensor, margin: float = RERANK_MARGIN) -> list[list[int]]:
-    """For each row of z, one of its hypotheses `ids` (rows, keep, T), whose mean log-probs are `scores` (rows, keep, best
+def choose(model: VAEModel, z: torch.Tensor, hyps: list[list[list[int]]], scores: torch.Tensor, margin: float = RERANK_MARGIN) -> list[list[int]]:
+    """For each row of z, one of its hypotheses `hyps` (hyps[j][i]: row i's j-th, token ids without the end token, as
+    inference.generate.strip_ids gives them), whose mean log-probs are `scores` (rows, keep, best
     first, -inf: none): of those within `margin` of the row's best that are not empty, the one whose mu(x) is nearest z
     (the first of equals); the best where fewer than two qualify. Token ids without the end token, as `generate` returns
     them. Each row's choice depends on its own hypotheses only."""
-    from vaecli.inference.generate import strip_ids
-
     rows, keep = scores.shape
-    hyps = [strip_ids(ids[:, j], model) for j in range(keep)]  # hyps[j][i]: row i's j-th hypothesis
     near = (torch.isfinite(scores) & (scores >= scores[:, :1] - margin)).tolist()
     live = [[j for j in range(keep) if near[i][j] and hyps[j][i]] for i in range(rows)]
     pairs = [(i, j) for i in range(rows) if len(live[i]) > 1 for j in live[i]]
