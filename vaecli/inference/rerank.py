@@ -25,8 +25,8 @@ def choose(model: VAEModel, z: torch.Tensor, hyps: list[list[list[int]]], scores
     """For each row of z, one of its hypotheses `hyps` (hyps[j][i]: row i's j-th, token ids without the end token, as
     inference.generate.strip_ids gives them), whose mean log-probs are `scores` (rows, keep, best
     first, -inf: none): of those within `margin` of the row's best that are not empty, the one whose mu(x) is nearest z
-    (the first of equals); the best where fewer than two qualify. Token ids without the end token, as `generate` returns
-    them. Each row's choice depends on its own hypotheses only."""
+    (the first of equals); the best where fewer than two qualify. Each row's choice depends on its own hypotheses only.
+    (The encoding is not `inference.latent.encode_ids`: latent imports generate, which imports this module.)"""
     rows, keep = scores.shape
     near = (torch.isfinite(scores) & (scores >= scores[:, :1] - margin)).tolist()
     live = [[j for j in range(keep) if near[i][j] and hyps[j][i]] for i in range(rows)]
