@@ -176,6 +176,26 @@ def test_encode_every_source_and_format(trained, mu, source, tmp_path):
         np.testing.assert_array_equal(bits(detected), bits(mu), err_msg=f"{fmt} detected")
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_encode_output_format_follows_the_files_extension(trained, mu, fmt, tmp_path):
+    """`-o z.npy` without --format writes npy (np.load reads it), as `-o z.safetensors` writes safetensors; a --format
+    that another known extension contradicts is refused before anything is written."""
+    path = tmp_path / f"z.{fmt}"
+    result = invoke("encode", *TEXTS, "-o", path, model=trained)
+    ok(result)
+    assert path.read_bytes() == vectors_bytes(mu, TEXTS, fmt, key="mu")
+    if fmt == "npy":
+        np.testing.assert_array_equal(bits(np.load(path, allow_pickle=False)), bits(mu))
+    other = "jsonl" if fmt != "jsonl" else "tsv"
+    clash = tmp_path / f"clash.{fmt}"
+    line = one_error_line(invoke("encode", *TEXTS, "-f", other, "-o", clash, model=trained), 2)
+    assert line == f"error: --format {other} but -o {clash} names a .{fmt} file; drop --format or rename the file"
+    assert not clash.exists()
+    plain = tmp_path / "z.vectors"  # an extension that names no format: the default, jsonl
+    ok(invoke("encode", *TEXTS, "-o", plain, model=trained))
+    assert plain.read_bytes() == vectors_bytes(mu, TEXTS, "jsonl", key="mu")
+
+
 def test_encode_vector_does_not_depend_on_batch(trained):
     """A sentence's mu is the same alone and among other (longer, shorter) sentences.
 

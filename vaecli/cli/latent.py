@@ -45,7 +45,8 @@ def encode(
         Optional[list[str]], typer.Argument(metavar="TEXT", help="Sentences (default: -i FILE or stdin, one per line; a lone - is stdin).")
     ] = None,
     input_file: Annotated[Optional[Path], typer.Option("--input", "-i", help="Read sentences from FILE ('-' = stdin).")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl, tsv, npy or safetensors.")] = "jsonl",
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="jsonl, tsv, npy or safetensors \\[default: -o FILE's extension, "
+                                                                    "else jsonl].")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to FILE (atomically) instead of stdout.")] = None,
     sample: Annotated[bool, typer.Option("--sample", metavar=FLAG, help="Draw z ~ q(z|x) instead of the mean mu.")] = False,
     with_logvar: Annotated[bool, typer.Option("--with-logvar", metavar=FLAG, help="Add the posterior log-variance.")] = False,
@@ -60,9 +61,14 @@ def encode(
     """Sentences -> latent vectors (mu by default)."""
     with handled():
         from vaecli.files.atomic import atomic_open
-        from vaecli.files.vectors import RESERVED_KEYS, write_vectors
+        from vaecli.files.vectors import RESERVED_KEYS, format_of_path, write_vectors
 
-        check_format(fmt)
+        named = format_of_path(output) if output is not None else None
+        if fmt is not None:
+            check_format(fmt)
+            if named is not None and named != fmt:
+                raise InputError(f"--format {fmt} but -o {output} names a .{named} file; drop --format or rename the file")
+        fmt = fmt or named or "jsonl"
         if output is None and fmt in ("npy", "safetensors") and sys.stdout.isatty():
             raise InputError(f"{fmt} is binary: write it with -o FILE or into a pipe")
         kept = [name.strip() for name in keep.split(",") if name.strip()] if keep else []

@@ -49,6 +49,7 @@ import io
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import PurePath
 from typing import Any, BinaryIO, Literal, get_args
 
 import numpy as np
@@ -57,11 +58,18 @@ import safetensors.numpy
 __all__ = [
     "FORMATS",
     "Format",
+    "format_of_path",
     "write_vectors",
 ]
 
 Format = Literal["jsonl", "tsv", "npy", "safetensors"]
 FORMATS: tuple[Format, ...] = get_args(Format)
+
+def format_of_path(path: str | PurePath) -> Format | None:
+    """The format a file's extension names (`z.npy` -> npy, `.jsonl`, `.tsv`, `.safetensors`), else None."""
+    suffix = PurePath(path).suffix[1:].lower()
+    return suffix if suffix in FORMATS else None  # type: ignore[return-value]
+
 
 _BATCH = 1024  # rows encoded per write call: bounded memory, few syscalls
 VECTOR_KEYS = ("z", "mu", "vector")  # what a reader takes as the vector, in this order
