@@ -1,13 +1,16 @@
 """The default's training step on a CPU in bf16: the attention kernel and the AdamW implementation, side by side.
 
     python benchmarks/step.py --rounds 2 --steps 60
+    python benchmarks/step.py --rounds 3 --steps 40 \
+        --variants "math attention, fused AdamW;today: math attention, fused AdamW, frozen weights cast once"
 
-Four variants of `vae finetune`'s own loop (the default: SmolLM2 reading and writing its own sentences, batches of 16 of
+Five variants (or the `;`-separated `--variants`) of `vae finetune`'s own loop (the default: SmolLM2 reading and writing its own sentences, batches of 16 of
 examples/wordnet/train-10k.txt, bf16 autocast), each in a fresh process, one after the other, `--rounds` times
 alternating; steps/s is timed from the step after `--warm` to the last, and the table gives each variant's median.
 "before" is how the loop ran until the change (PyTorch's choice of attention kernel, the CPU flash kernel, and AdamW's
 per-tensor loop); "today" is `vaecli.modeling.precision.training_attention` (the math kernel where a backward follows)
-with a fused AdamW. Run it on an idle machine: a second job on the two cores makes every number meaningless.
+with a fused AdamW, and `frozen_weights_cast_once` (the frozen LM's weights cast to bf16 once a phase, not at every
+forward). Run it on an idle machine: a second job on the two cores makes every number meaningless.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from contextlib import nullcontext
 from settings_speed import compare, options, steps_per_second  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 VARIANTS = {
-    "before: flash attention, AdamW per-tensor loop": (False, False),
-    "math attention where a backward follows, AdamW loop": (True, False),
-    "flash attention, fused AdamW": (False, True),
-    "today: math attention, fused AdamW": (True, True),
+    "before: flash attention, AdamW per-tensor loop": (False, False, False),
+    "math attention where a backward follows, AdamW loop": (True, False, False),
+    "flash attention, fused AdamW": (False, True, False),
+    "math attention, fused AdamW": (True, True, False),
+    "today: math attention, fused AdamW, frozen weights cast once": (True, True, True),
 }
 
 
@@ -31,9 +35,11 @@ def child(name: str, steps: int, warm: int, train: str) -> None:
 
     import vaecli.training.trainer as trainer
 
-    math_attention, fused = VARIANTS[name]
+    math_attention, fused, cast_once = VARIANTS[name]
     if not math_attention:
         trainer.training_attention = lambda *args: nullcontext()
+    if not cast_once:
+        trainer.frozen_weights_cast_once = lambda *args: nullcontext()
     if not fused:
         class LoopAdamW(torch.optim.AdamW):
             def __init__(self, *args, fused=None, **kwargs):
@@ -44,11 +50,15 @@ def child(name: str, steps: int, warm: int, train: str) -> None:
 
 
 def main() -> None:
-    args = options(__doc__, None)
+    args = options(__doc__, ";".join(VARIANTS))
     if args.child:
         child(args.child, args.steps, args.warm, args.train)
         return
-    compare(__file__, list(VARIANTS), args, first="before")
+    chosen = args.variants.split(";")
+    unknown = [name for name in chosen if name not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"step.py: unknown variant {unknown[0]!r}; the variants are: {'; '.join(VARIANTS)}")
+    compare(__file__, chosen, args, first=chosen[0].split(":")[0])
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import torch
 from vaecli.config import VALID_BATCH_MIN, TrainConfig
 from vaecli.errors import ConfigError, Interrupted, RunError
 from vaecli.modeling.layout import CHECKPOINT_DIR, WEIGHTS_NAME
-from vaecli.modeling.precision import training_attention
+from vaecli.modeling.precision import frozen_weights_cast_once, training_attention
 from vaecli.modeling.tokens import length_batches
 from vaecli.modeling.vae import VAEModel
 from vaecli.training.checkpoint import restore, save_checkpoint
@@ -93,9 +93,15 @@ def finetune(cfg: TrainConfig, on_event: Callable[[Event], None] | None = None, 
 
 
 def train_phase(run: Run, phase: int, start_step: int) -> None:
-    """Phase `phase` from `start_step` to its last step (or an early stop)."""
+    """Phase `phase` from `start_step` to its last step (or an early stop); in bf16, its frozen weights cast once."""
+    params = set_trainable(run.model, run.cfg, phase)
+    with frozen_weights_cast_once(run.model, run.accelerator.mixed_precision == "bf16"):
+        phase_steps(run, phase, start_step, params)
+
+
+def phase_steps(run: Run, phase: int, start_step: int, params: list[torch.nn.Parameter]) -> None:
+    """The steps of train_phase, `params` training."""
     cfg, acc, model = run.cfg, run.accelerator, run.model
-    params = set_trainable(model, cfg, phase)
     protected = [int(t) for t in model.tokenizer.all_special_ids]  # never deleted by the denoising
     if run.phase_minutes(phase) is not None and phase not in run.timed_steps:
         time_steps(run, phase, params, protected)
