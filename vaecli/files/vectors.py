@@ -65,6 +65,7 @@ __all__ = [
 Format = Literal["jsonl", "tsv", "npy", "safetensors"]
 FORMATS: tuple[Format, ...] = get_args(Format)
 
+
 def format_of_path(path: str | PurePath) -> Format | None:
     """The format a file's extension names (`z.npy` -> npy, `.jsonl`, `.tsv`, `.safetensors`), else None."""
     suffix = PurePath(path).suffix[1:].lower()
