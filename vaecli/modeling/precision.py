@@ -51,9 +51,8 @@ def frozen_weights_cast_once(model: nn.Module, bf16: bool) -> Iterator[None]:
     with a bf16 copy of its weight made once on entry, where autocast would cast the weight anew at every call (it caches
     only weights that take a gradient). The numbers are the same ones, so a step computes exactly what it did; autocast's
     copies fell from 17.7% to 10.3% of a default training step on a CPU, 1.15x the steps per second (README, round
-    nineteen). The
-    parameters themselves stay float32 (what is saved is unchanged) and untouched; a layer whose weight takes a gradient,
-    or a call outside bf16 autocast, runs as before. Costs the copies' memory (2 bytes a frozen weight)."""
+    nineteen). The parameters themselves stay float32 (what is saved is unchanged) and untouched; a layer whose weight
+    takes a gradient, or a call outside bf16 autocast, runs as before. Costs the copies' memory (2 bytes a frozen weight)."""
     if not bf16:
         yield
         return
