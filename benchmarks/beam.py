@@ -9,8 +9,9 @@ one width after the other in this process, so the times compare (run it on an id
 
 from __future__ import annotations
 
-import argparse
 import time
+
+from held_out import held_out_parser  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 
 def main() -> None:
@@ -21,10 +22,7 @@ def main() -> None:
     from vaecli.files.text import read_lines
     from vaecli.modeling.precision import use_bf16
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--test", required=True, help="sentences, one per line")
-    parser.add_argument("--limit", type=int, default=300)
+    parser = held_out_parser(__doc__)
     parser.add_argument("--beams", default="1,2,4,8")
     args = parser.parse_args()
     vae = TextVAE.from_pretrained(args.model)

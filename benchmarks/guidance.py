@@ -14,7 +14,7 @@ encodes it (bf16 autocast by --bf16's rule).
 
 from __future__ import annotations
 
-import argparse
+from held_out import held_out_parser  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 
 def main() -> None:
@@ -26,10 +26,7 @@ def main() -> None:
     from vaecli.modeling.adapters import adapters_off
     from vaecli.modeling.precision import use_bf16
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--test", required=True, help="sentences, one per line")
-    parser.add_argument("--limit", type=int, default=300)
+    parser = held_out_parser(__doc__)
     parser.add_argument("--weights", default="0,0.25,0.5,1,2")
     args = parser.parse_args()
     vae = TextVAE.from_pretrained(args.model)

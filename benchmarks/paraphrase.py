@@ -12,9 +12,10 @@ the other in this process, so the times compare (run it on an idle machine).
 
 from __future__ import annotations
 
-import argparse
 import re
 import time
+
+from held_out import held_out_parser  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 STOP = frozenset(
     "a an the and or but if of to in on at by for with from as into onto over under about after before than then so "
@@ -38,10 +39,7 @@ def main() -> None:
     from vaecli.evaluation.fluency import fluency
     from vaecli.files.text import read_lines
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--test", required=True, help="sentences, one per line")
-    parser.add_argument("--limit", type=int, default=40)
+    parser = held_out_parser(__doc__, limit=40)
     parser.add_argument("-n", type=int, default=3)
     parser.add_argument("--radii", default="0.1,0.25,0.5,1")
     parser.add_argument("--show", type=int, default=2, help="print the paraphrases of this many sentences at each radius")

@@ -12,8 +12,9 @@ could reach. Run it on an idle machine for the seconds to compare.
 
 from __future__ import annotations
 
-import argparse
 import time
+
+from held_out import held_out_parser  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 
 def main() -> None:
@@ -28,10 +29,7 @@ def main() -> None:
     from vaecli.modeling.precision import use_bf16
     from vaecli.modeling.tokens import length_batches
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--test", required=True, help="sentences, one per line")
-    parser.add_argument("--limit", type=int, default=300)
+    parser = held_out_parser(__doc__)
     parser.add_argument("--beams", default="4")
     parser.add_argument("--margins", default="0.5,1,2,inf")
     args = parser.parse_args()

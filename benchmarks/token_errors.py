@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import collections
 
+from held_out import held_out_parser  # benchmarks/ is on sys.path when a benchmark runs as a script
+
 
 def model_arguments(doc: str) -> argparse.ArgumentParser:
     """The options of a benchmark that looks into a trained model's tokens (this one, `identity_path.py`)."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--test", required=True, help="sentences, one per line")
-    parser.add_argument("--limit", type=int, default=300)
+    parser = held_out_parser(doc)
     parser.add_argument("--train", required=True, help="the training sentences, for the tokens' frequencies")
     return parser
 
