@@ -63,7 +63,7 @@ VALID_BATCH_MIN = 32
 
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "seq2seq": {"latent_dim": 32, "layers": "last", "pooling": "mean", "injection": "memory", "prefix_slots": 1, "init_logvar": 0.0,
-                "vocab_bias": False, "new_lr_scale": 1.0, "calibrate": False, "vocab_fit": False, "freeze_decoder": False,
+                "vocab_bias": False, "new_lr_scale": 1.0, "calibrate": False, "vocab_fit": False, "mu_fit": False, "freeze_decoder": False,
                 "phase1_steps": 1000, "phase2_steps": 2000, "phase1_minutes": None, "lora": 0, "batch_size": 32},
     # Measured for MiniLM + SmolLM2 (README, "Measured"): a frozen decoder and calibration make the LM read z
     # (benchmarks/levers.py); 8 prefix slots lower Rec in fewer steps than 1 (benchmarks/fidelity.py); a latent
@@ -84,7 +84,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     # Phase 1 is an hour of this machine (--phase1-minutes 60; the phase re-times itself as it goes, training.pace): a fixed
     # 3800 steps were the hour of a CPU with native bf16 and 1 h 45 min of one without (0.6 steps/s in float32).
     "causal": {"latent_dim": 256, "layers": "mean", "pooling": "attention", "injection": "both", "prefix_slots": 8, "init_logvar": -6.0,
-               "vocab_bias": True, "new_lr_scale": 3.0, "calibrate": True, "vocab_fit": True, "freeze_decoder": True,
+               "vocab_bias": True, "new_lr_scale": 3.0, "calibrate": True, "vocab_fit": True, "mu_fit": False, "freeze_decoder": True,
                "phase1_steps": 0, "phase2_steps": 0, "phase1_minutes": 60.0, "lora": 16, "batch_size": 16},
 }
 """Defaults that differ by model family: `seq2seq` (an encoder-decoder) and `causal` (an encoder + a causal LM)."""
@@ -295,6 +295,9 @@ class TrainConfig(ModelSettings):
     vocab_fit: bool | None = setting(None, "Calibration with --vocab-bias (one slot): its map from z starts as a least-squares fit of each "
                                            "sentence's mean output embedding, as loud as lowers the decoder's NLL on held-out calibration "
                                            "sentences (vaecli/training/vocab_fit.py); off: it starts at zero.")
+    mu_fit: bool | None = setting(None, "Calibration: z's head starts reading the directions of the pooled encoder states that best predict "
+                                        "the sentence's tokens (reduced-rank ridge regression on the first 1,024 training sentences, "
+                                        "vaecli/training/mu_fit.py); off: random directions.")
     write_scale: float = setting(0.1, "Calibration: what z writes into the decoder starts at this fraction of the RMS of what the "
                                       "decoder already carries there (its input embeddings; each layer's keys and values).")
     phase1_denoise: float = setting(0.0, "Phase 1: fraction of encoder input tokens deleted at random.")
@@ -400,8 +403,10 @@ class TrainConfig(ModelSettings):
         if self.model is None:
             self.encoder = self.encoder or ENCODER_IS_DECODER
             self.decoder = self.decoder or EMBEDDED_DECODER
-        fit_given = self.vocab_fit
+        fit_given, mu_fit_given = self.vocab_fit, self.mu_fit
         fill_family_defaults(self, self.family)
+        if mu_fit_given and not self.calibrate:
+            problems.append("--mu-fit sets z's head at calibration: it needs --calibrate")
         if fit_given and not (self.vocab_bias and self.vocab_slots == 1 and self.calibrate):
             problems.append("--vocab-fit fits the vocabulary bias at calibration: it needs --vocab-bias with one slot and --calibrate")
         if self.reader_layers and self.encoder != ENCODER_IS_DECODER:

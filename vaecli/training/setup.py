@@ -144,6 +144,10 @@ def _build(cfg: TrainConfig, run_dir: RunDir, on_event: Callable[[Event], None],
     if fresh and cfg.calibrate:
         from vaecli.training.calibrate import calibrate
 
+        if cfg.mu_fit:
+            from vaecli.training.mu_fit import ROWS, fit_mu_directions
+
+            fit_mu_directions(model, train_data.batch(range(min(ROWS, len(train_data))), model.input_pad_id, model.pad_id))
         report = calibrate(model, train_data.batch(range(min(CALIBRATION_ROWS, len(train_data))), model.input_pad_id, model.pad_id),
                            cfg.write_scale, bool(cfg.vocab_fit))
         if "mu_std_before" not in report:
