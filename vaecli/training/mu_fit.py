@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from vaecli.modeling.vae import VAEModel
+from vaecli.training.vocab_fit import ridge_map
 
 ROWS = 1024
 """Training sentences the fit reads (the pooled states are 2,304 numbers wide for the default; 256, calibration's
@@ -39,12 +40,9 @@ def reduced_rank_directions(x: torch.Tensor, y: torch.Tensor, rank: int, ridge: 
     """(r, p), r <= rank: the directions of x (n, p) whose projections predict y (n, v) best by a linear map, from the
     ridge solution B (penalty `ridge` times the mean variance of x's dimensions) and the top right singular vectors of
     the fitted x B; each row has unit norm. r is at most the rank of the fit."""
-    x, y = x.double(), y.double()
-    xc, yc = x - x.mean(dim=0), y - y.mean(dim=0)
-    gram = xc.T @ xc / len(x)
-    penalty = ridge * float(gram.diagonal().mean().clamp(min=1e-12))
-    coef = torch.linalg.solve(gram + penalty * torch.eye(gram.shape[0], dtype=gram.dtype), xc.T @ yc / len(x))  # (p, v)
-    _, singular, vh = torch.linalg.svd(xc @ coef, full_matrices=False)
+    x = x.double()
+    coef = ridge_map(x, y, ridge)[0].T.double()  # (p, v)
+    _, singular, vh = torch.linalg.svd((x - x.mean(dim=0)) @ coef, full_matrices=False)
     keep = min(rank, int((singular > singular[0] * 1e-6).sum())) if len(singular) and singular[0] > 0 else 0
     directions = (coef @ vh[:keep].T).T  # (r, p)
     return (directions / directions.norm(dim=1, keepdim=True).clamp(min=1e-12)).float()
