@@ -67,6 +67,23 @@ def test_prefix_slots_follow_their_row(t5_dir):
             torch.testing.assert_close(cache.layers[layer].values[i], alone.layers[layer].values[0], atol=1e-6, rtol=0)
 
 
+def test_layer_slots_are_each_layers_keys_and_values_with_the_same_gradient():
+    """The prefix split into layers by unbind: the slices an index per layer gave, and the same gradient for z's projection."""
+    from vaecli.modeling.vae import layer_slots
+
+    torch.manual_seed(0)
+    kv = torch.randn(3, 2, 2, 2, 4, 5, requires_grad=True)  # (L, 2, B, H, S, dh)
+    weights = torch.randn(3, 2, 2, 2, 4, 5)
+    grads = []
+    for split in (layer_slots, lambda t: [(t[i, 0], t[i, 1]) for i in range(t.shape[0])]):
+        kv.grad = None
+        slots = split(kv)
+        assert len(slots) == 3 and all(torch.equal(k, kv[i, 0]) and torch.equal(v, kv[i, 1]) for i, (k, v) in enumerate(slots))
+        sum(((k * weights[i, 0]).sum() + (v * weights[i, 1]).sum()) for i, (k, v) in enumerate(slots[:2])).backward()  # layer 2 unread
+        grads.append(kv.grad)
+    assert torch.equal(grads[0], grads[1]) and torch.equal(grads[0][:2], weights[:2]) and not grads[0][2].any()
+
+
 @pytest.mark.parametrize("how", ["mean", "max"])
 def test_pooling_ignores_padding(how):
     states = torch.randn(2, 5, 3)

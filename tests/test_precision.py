@@ -92,3 +92,29 @@ def test_a_bf16_run_is_the_same_with_and_without(family, t5_dir, bart_dir, bert_
     assert saved.keys() == saved_cast_by_autocast.keys()
     for name, tensor in saved.items():
         assert tensor.dtype == torch.float32 and torch.equal(tensor, saved_cast_by_autocast[name]), name
+
+
+def test_autocast_weight_is_the_copy_made_once_within_the_block():
+    """z's vocabulary bias multiplies by the output table itself: in a bf16 step it gets the copy made once (the numbers
+    autocast's own cast gives), and the weight itself everywhere else."""
+    from vaecli.modeling.precision import autocast_weight
+    from vaecli.modeling.vocab_bias import vocab_biases
+
+    torch.manual_seed(0)
+    head, to_vocab = nn.Linear(6, 11, bias=False), nn.Linear(4, 6)
+    head.requires_grad_(False)
+    z = torch.randn(3, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert autocast_weight(head.weight) is head.weight  # no block: autocast casts as it always did
+        cast_by_autocast = vocab_biases(to_vocab, z, head.weight, 1)
+    with frozen_weights_cast_once(head, bf16=True):
+        assert autocast_weight(head.weight) is head.weight  # outside autocast: the float32 weight
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            copy = autocast_weight(head.weight)
+            assert copy.dtype == torch.bfloat16 and torch.equal(copy, head.weight.to(torch.bfloat16))
+            assert autocast_weight(head.weight) is copy  # made once, not per call
+            assert autocast_weight(to_vocab.weight) is to_vocab.weight  # a weight that trains is cast by autocast
+            with_copy = vocab_biases(to_vocab, z, head.weight, 1)
+    assert torch.equal(with_copy, cast_by_autocast)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert autocast_weight(head.weight) is head.weight  # the block's copies are gone with it

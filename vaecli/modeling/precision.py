@@ -52,7 +52,9 @@ def frozen_weights_cast_once(model: nn.Module, bf16: bool) -> Iterator[None]:
     only weights that take a gradient). The numbers are the same ones, so a step computes exactly what it did; autocast's
     copies fell from 17.7% to 10.3% of a default training step on a CPU, 1.15x the steps per second (README, round
     nineteen). The parameters themselves stay float32 (what is saved is unchanged) and untouched; a layer whose weight
-    takes a gradient, or a call outside bf16 autocast, runs as before. Costs the copies' memory (2 bytes a frozen weight)."""
+    takes a gradient, or a call outside bf16 autocast, runs as before. Costs the copies' memory (2 bytes a frozen weight).
+    Other code that multiplies by one of these weights itself (z's vocabulary bias, by the output embedding table) gets
+    the same copy from `autocast_weight`."""
     if not bf16:
         yield
         return
@@ -60,13 +62,29 @@ def frozen_weights_cast_once(model: nn.Module, bf16: bool) -> Iterator[None]:
     for module in model.modules():
         weight = getattr(module, "weight", None)
         if type(module) is nn.Linear and weight is not None and not weight.requires_grad and weight.dtype == torch.float32:
-            module.forward = _cast_once(module, weight.detach().to(torch.bfloat16))
+            copy = weight.detach().to(torch.bfloat16)
+            module.forward = _cast_once(module, copy)
             patched.append(module)
+            _COPIES[id(weight)] = (weight, copy)
     try:
         yield
     finally:
         for module in patched:
             del module.forward  # the class's own forward again
+            _COPIES.pop(id(module.weight), None)
+
+
+_COPIES: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(frozen weight) -> (the weight, its bf16 copy), within the block
+
+
+def autocast_weight(weight: torch.Tensor) -> torch.Tensor:
+    """What bf16 autocast computes with for `weight`: the copy `frozen_weights_cast_once` made of it, where one exists and
+    bf16 autocast is on (the same numbers autocast's own cast gives), else `weight` itself."""
+    held = _COPIES.get(id(weight))
+    device = weight.device.type
+    if held is None or held[0] is not weight or not torch.is_autocast_enabled(device) or torch.get_autocast_dtype(device) != torch.bfloat16:
+        return weight
+    return held[1]
 
 
 def _cast_once(linear: nn.Linear, weight: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:

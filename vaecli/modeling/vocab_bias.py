@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vaecli.modeling.precision import autocast_weight
+
 VOCAB_SLOTS_INIT = 1e-4
 """Standard deviation of A's weights at the start when there are several slots (one slot starts at zero): the bias is
 near zero, and the slots differ, or they would get the same gradient and stay the same."""
@@ -22,6 +24,7 @@ near zero, and the slots differ, or they would get the same gradient and stay th
 
 def vocab_biases(to_vocab: nn.Linear, z: torch.Tensor, table: torch.Tensor, slots: int) -> torch.Tensor:
     """z (B, d) -> the slots' biases over the vocabulary: (B, V) for one slot, (B, K, V) for K; row b from z[b] only."""
+    table = autocast_weight(table)  # a frozen table's bf16 copy in a bf16 training step, not a cast at every step
     vectors = to_vocab(z).to(table.dtype).view(z.shape[0], slots, table.shape[1])
     biases = vectors @ table.T
     return biases[:, 0] if slots == 1 else biases
