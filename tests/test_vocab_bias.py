@@ -232,3 +232,28 @@ def test_finetune_with_the_option(llama_dir, corpus, valid, tmp_path):
     assert load_file(out / "model.safetensors")["to_vocab.bias"].abs().sum() > 0  # zero at the start
     vectors = runner.invoke(app, ["encode", "the old house", "a dog", "--model", str(out)]).stdout
     assert len(runner.invoke(app, ["decode", "--model", str(out)], input=vectors).stdout.splitlines()) == 2
+
+
+@pytest.mark.parametrize("family", ["t5", "llama"])
+def test_bag_of_words_through_the_output_table(dirs, family):
+    """--bow-head table: the bag-of-words loss scores z through the decoder's output table, W (B z) with B a new layer
+    of the table's width, each row from its own z; --bow-head own keeps a layer to the whole vocabulary."""
+    torch.manual_seed(0)
+    own = build(dirs, family, VAEConfig(latent_dim=8, bow=1.0))
+    torch.manual_seed(0)
+    vae = build(dirs, family, VAEConfig(latent_dim=8, bow=1.0, bow_head="table")).eval()
+    table = vae.family.output_embeddings()
+    assert own.to_bow.out_features == len(own.decoder_tokenizer) and vae.to_bow.weight.shape == (table.shape[1], 8)
+    batch = tokens(vae, SENTENCES)
+    ids, mask = (batch["target_ids"], batch["target_mask"]) if "target_ids" in batch else (batch["input_ids"], batch["attention_mask"])
+    _, labels = vae.targets(ids, mask)
+    z = torch.randn(len(SENTENCES), 8)
+    with torch.no_grad():
+        nll = vae.bag_of_words_nll(z, ids, mask)
+        logp = torch.log_softmax(vae.to_bow(z) @ table.T, dim=-1)
+        alone = vae.bag_of_words_nll(z[1:2], ids[1:2], mask[1:2])
+    expected = torch.stack([-logp[b, labels[b][labels[b] != -100]].sum() for b in range(len(SENTENCES))])
+    torch.testing.assert_close(nll, expected)
+    torch.testing.assert_close(alone[0], nll[1])
+    with pytest.raises(ConfigError, match="--bow-head must be one of own, table"):
+        TrainConfig(train_file="x", bow=1.0, bow_head="tied")

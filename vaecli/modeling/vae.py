@@ -36,6 +36,7 @@ from vaecli.modeling.family import DecodeState, Dims, Family
 from vaecli.modeling.gaussian import free_bits_kl, kl_per_dim
 from vaecli.modeling.layout import CONFIG_NAME, PRIOR_NAME, WEIGHTS_NAME
 from vaecli.modeling.pooling import Pooler
+from vaecli.modeling.precision import autocast_weight
 from vaecli.modeling.prior import AggregatePrior
 from vaecli.modeling.vocab_bias import VOCAB_SLOTS_INIT, add_vocab_bias, vocab_biases
 
@@ -119,7 +120,12 @@ class VAEModel(nn.Module):
             self.to_decoder = nn.Linear(d, dims.dec_hidden)
         self.to_embedding = nn.Linear(d, dims.dec_hidden) if config.injection == "both" else None
         # Bag-of-words head (Zhao et al. 2017): z alone must predict the sentence's words, so z carries them.
-        self.to_bow = nn.Linear(d, len(self.decoder_tokenizer)) if config.bow > 0 and self.decoder_tokenizer is not None else None
+        # --bow-head table: z -> the decoder's output space, scored against its output table (a word's logit through its
+        # own pretrained embedding)
+        self.to_bow = None
+        if config.bow > 0 and self.decoder_tokenizer is not None:
+            width = self.family.output_embeddings().shape[1] if config.bow_head == "table" else len(self.decoder_tokenizer)
+            self.to_bow = nn.Linear(d, width)
         # The vocabulary bias: z -> a vector in the decoder's output space, scored against every word's output embedding.
         # Made without drawing from the random generator (it starts at zero), so every other layer starts as it would without it.
         self.to_vocab = None
@@ -297,9 +303,14 @@ class VAEModel(nn.Module):
         return VAEOutput(loss, rec.mean(), kl.mean(), kl_term, mu, logvar, z, logits, rec, kl)
 
     def bag_of_words_nll(self, z: torch.Tensor, target_ids: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
-        """-sum over the target's tokens of log softmax(to_bow(z)), per sentence (order ignored)."""
+        """-sum over the target's tokens of log softmax(to_bow(z)) (`--bow-head table`: of W to_bow(z), W the decoder's output
+        table), per sentence (order ignored)."""
         _, labels = self.targets(target_ids, target_mask)
-        logp = torch.log_softmax(self.to_bow(z).float(), dim=-1)
+        scores = self.to_bow(z)
+        if self.config.bow_head == "table":
+            table = autocast_weight(self.family.output_embeddings())
+            scores = scores.to(table.dtype) @ table.T
+        logp = torch.log_softmax(scores.float(), dim=-1)
         picked = logp.gather(1, labels.clamp(min=0))
         return -(picked * (labels != -100)).sum(dim=1)
 
