@@ -239,7 +239,7 @@ def test_bag_of_words_through_the_output_table(dirs, family):
     """--bow-head table: the bag-of-words loss scores z through the decoder's output table, W (B z) with B a new layer
     of the table's width, each row from its own z; --bow-head own keeps a layer to the whole vocabulary."""
     torch.manual_seed(0)
-    own = build(dirs, family, VAEConfig(latent_dim=8, bow=1.0))
+    own = build(dirs, family, VAEConfig(latent_dim=8, bow=1.0, bow_head="own"))
     torch.manual_seed(0)
     vae = build(dirs, family, VAEConfig(latent_dim=8, bow=1.0, bow_head="table")).eval()
     table = vae.family.output_embeddings()
@@ -257,3 +257,4 @@ def test_bag_of_words_through_the_output_table(dirs, family):
     torch.testing.assert_close(alone[0], nll[1])
     with pytest.raises(ConfigError, match="--bow-head must be one of own, table"):
         TrainConfig(train_file="x", bow=1.0, bow_head="tied")
+
