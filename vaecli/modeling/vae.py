@@ -36,7 +36,6 @@ from vaecli.modeling.family import DecodeState, Dims, Family
 from vaecli.modeling.gaussian import free_bits_kl, kl_per_dim
 from vaecli.modeling.layout import CONFIG_NAME, PRIOR_NAME, WEIGHTS_NAME
 from vaecli.modeling.pooling import Pooler
-from vaecli.modeling.precision import autocast_weight
 from vaecli.modeling.prior import AggregatePrior
 from vaecli.modeling.vocab_bias import VOCAB_SLOTS_INIT, add_vocab_bias, vocab_biases
 
@@ -68,8 +67,8 @@ class VAEOutput:
 
 def layer_slots(kv: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(L, 2, B, H, S, dh) -> each layer's (keys, values). By unbind, not `kv[i, 0]`: the backward of each index fills
-    a zero tensor of kv's whole size and adds it up (60 of them a step for SmolLM2, 8% of a default training step on
-    a CPU); unbind's backward stacks the slices' gradients once. The same numbers either way."""
+    a zero tensor of kv's whole size and adds it up (60 of them a step for SmolLM2: 12 ms of a default bf16 step on a
+    CPU, benchmarks/step_parts.py); unbind's backward stacks the slices' gradients once. The same numbers either way."""
     return [(k, v) for k, v in (layer.unbind(0) for layer in kv.unbind(0))]
 
 
@@ -306,10 +305,10 @@ class VAEModel(nn.Module):
         """-sum over the target's tokens of log softmax(to_bow(z)) (`--bow-head table`: of W to_bow(z), W the decoder's output
         table), per sentence (order ignored)."""
         _, labels = self.targets(target_ids, target_mask)
-        scores = self.to_bow(z)
-        if self.config.bow_head == "table":
-            table = autocast_weight(self.family.output_embeddings())
-            scores = scores.to(table.dtype) @ table.T
+        if self.config.bow_head == "table":  # scored as z's vocabulary bias is: W (B z)
+            scores = vocab_biases(self.to_bow, z, self.family.output_embeddings(), 1)
+        else:
+            scores = self.to_bow(z)
         logp = torch.log_softmax(scores.float(), dim=-1)
         picked = logp.gather(1, labels.clamp(min=0))
         return -(picked * (labels != -100)).sum(dim=1)
