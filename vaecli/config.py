@@ -115,9 +115,11 @@ def flag_of(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def family_problems(family: str, injection: str | None, lora: int) -> list[str]:
+def family_problems(family: str, injection: str | None, lora: int, distill: float = 0.0) -> list[str]:
     """What a family cannot do with these settings (one rule, checked for options and for saved configs alike)."""
     problems = []
+    if distill and family != "causal":
+        problems.append("--distill teaches a causal LM decoder with the sentence in its own context; an encoder-decoder has no such reading")
     if injection is not None and injection not in FAMILY_INJECTIONS[family]:
         allowed = ", ".join(FAMILY_INJECTIONS[family])
         reason = "needs cross-attention, which a decoder-only LM lacks" if injection == "memory" else f"does not fit {FAMILY_NAMES[family]}"
@@ -311,6 +313,9 @@ class TrainConfig(ModelSettings):
     denoise: float = setting(0.15, "Phase 2: fraction of encoder input tokens deleted at random (targets stay clean).")
     word_dropout: float = setting(0.0, "Fraction of the decoder's input tokens replaced by padding in training (Bowman et al. 2016); "
                                        "targets stay intact.")
+    distill: float = setting(0.0, "Weight of matching the decoder's hidden states, at every layer and token, to the same LM's when it "
+                                  "reads the sentence itself in its context: the LM that has read the sentence teaches the one that "
+                                  "reads z (vaecli/modeling/distill.py; causal LM only); 0 = off.")
     beta_schedule: BetaSchedule = setting("cyclical", "Phase-2 KL weight schedule over the real number of phase-2 steps: constant, "
                                                       "linear or cyclical.")
     beta_max: float = setting(1.0, "Largest KL weight.")
@@ -349,6 +354,8 @@ class TrainConfig(ModelSettings):
                 problems.append(f"--{name.replace('_', '-')} must be in [0, 1)")
         if not 0.0 <= self.word_dropout < 1.0:
             problems.append("--word-dropout must be in [0, 1)")
+        if self.distill < 0:
+            problems.append("--distill must be >= 0")
         problems += self._resolve_backbone()
         for name in ("phase1_steps", "phase2_steps"):
             if getattr(self, name) < 0:
@@ -422,7 +429,7 @@ class TrainConfig(ModelSettings):
             problems.append(f"--reader-echo has the decoder LM read twice: it needs --encoder {ENCODER_IS_DECODER}")
         if self.new_lr_scale <= 0:
             problems.append("--new-lr-scale must be > 0")
-        return problems + family_problems(self.family, self.injection, self.lora) + slot_problems(self.vocab_bias, self.vocab_slots)
+        return problems + family_problems(self.family, self.injection, self.lora, self.distill) + slot_problems(self.vocab_bias, self.vocab_slots)
 
     def vae_config(self) -> VAEConfig:
         return VAEConfig(**self.model_settings())

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from vaecli.errors import ModelDirError
+from vaecli.modeling.distill import context_rows, second_copy
 from vaecli.modeling.family import DecodeState, Dims
 from vaecli.modeling.layout import DECODER_DIR
 
@@ -102,9 +103,18 @@ class CausalFamily:
             kwargs = {"inputs_embeds": embed(ids) + state.z_embedding.to(embed.weight.dtype)}
         # No attention mask: every row starts at position 0 with the start token and padding only
         # follows real tokens, so the causal mask (prefix slots included) is exact.
-        out = decoder(position_ids=positions, cache=state.cache, use_cache=state.cache is not None, **kwargs)
+        out = decoder(position_ids=positions, cache=state.cache, use_cache=state.cache is not None,
+                      output_hidden_states=state.keep_hidden, **kwargs)
+        if state.keep_hidden:
+            state.hidden = out.hidden_states
         state.position += t
         return out.logits
+
+    def context_states(self, dec_in: torch.Tensor, dec_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ids, mask, starts = context_rows(dec_in, dec_mask, self.pad_id)
+        with torch.no_grad():
+            out = self.backbone.decoder.base_model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
+        return tuple(second_copy(h, starts, dec_in.shape[1]) for h in out.hidden_states)
 
     def add_lora(self, rank: int, targets: str, dropout: float = 0.0) -> None:
         """LoRA adapters (peft) on the decoder's attention projections, or on every linear layer of its blocks

@@ -41,6 +41,10 @@ class DecodeState:
     """Tokens fed so far (causal decoders number positions from 0 after the prefix)."""
     vocab_bias: torch.Tensor | None = None
     """(B, V) added to the logits at every position (--vocab-bias), (B, K, V) for --vocab-slots K, or None."""
+    keep_hidden: bool = False
+    """Whether `logits` keeps the decoder's hidden states of the tokens it reads in `hidden` (--distill)."""
+    hidden: tuple[torch.Tensor, ...] | None = None
+    """The decoder's hidden states (embeddings, then each layer's; each (B, T, H)) of the last tokens read, with keep_hidden."""
 
     def select(self, index: torch.Tensor) -> None:
         """Keep / reorder / repeat rows (beam search)."""
@@ -88,6 +92,12 @@ class Family(Protocol):
 
     def logits(self, state: DecodeState, ids: torch.Tensor) -> torch.Tensor:
         """Next-token logits (B, T, V) for decoder inputs `ids` after what `state` holds; appends to its cache."""
+        ...
+
+    def context_states(self, dec_in: torch.Tensor, dec_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """--distill's teacher: the decoder's hidden states (embeddings first, each (B, T, dec_hidden)) at each of the
+        decoder inputs `dec_in` (real where `dec_mask`) when the sentence itself precedes them in its context, without a
+        gradient (modeling.distill). A family whose decoder cannot read the sentence so raises ConfigError."""
         ...
 
     def add_lora(self, rank: int, targets: str, dropout: float = 0.0) -> None:

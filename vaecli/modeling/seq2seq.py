@@ -84,6 +84,9 @@ class Seq2SeqFamily:
         )
         return out.logits
 
+    def context_states(self, dec_in: torch.Tensor, dec_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError("--distill teaches a causal LM decoder (config.family_problems refuses it before this)")
+
     def add_lora(self, rank: int, targets: str, dropout: float = 0.0) -> None:
         raise NotImplementedError("LoRA adapts a causal LM decoder (config.family_problems refuses it before this)")
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from torch.nn import functional as F
 from vaecli.config import VAEConfig, family_problems, fill_family_defaults, slot_problems
 from vaecli.errors import ModelDirError
 from vaecli.modeling.adapters import adapters_off
+from vaecli.modeling.distill import mismatch, spreads
 from vaecli.modeling.family import DecodeState, Dims, Family
 from vaecli.modeling.gaussian import free_bits_kl, kl_per_dim
 from vaecli.modeling.layout import CONFIG_NAME, PRIOR_NAME, WEIGHTS_NAME
@@ -63,6 +65,8 @@ class VAEOutput:
     logits: torch.Tensor
     rec_per_sentence: torch.Tensor
     kl_per_sentence: torch.Tensor
+    distill: torch.Tensor | None = None
+    """--distill: the mismatch of the decoder's hidden states with the teacher's, mean over sentences (modeling.distill)."""
 
 
 def layer_slots(kv: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -92,6 +96,8 @@ class VAEModel(nn.Module):
         self.decoder_tokenizer = decoder_tokenizer if decoder_tokenizer is not None else tokenizer
         self.aggregate_prior: AggregatePrior | None = None
         """The training set's aggregate posterior, when the model directory has one (modeling.prior)."""
+        self.context_spread: torch.Tensor | None = None
+        """--distill: each layer's per-dimension spread of the teacher's states (modeling.distill), set by fit_context_spread."""
         self.family = family_for(backbone, self.decoder_tokenizer)
         config = dataclasses.replace(config)  # the caller's config stays as given
         fill_family_defaults(config, self.family.name)
@@ -280,6 +286,7 @@ class VAEModel(nn.Module):
         generator: torch.Generator | None = None,
         word_dropout: float = 0.0,
         bow: float = 0.0,
+        distill: float = 0.0,
     ) -> VAEOutput:
         """Encode `input_ids` (possibly noised), reconstruct `target_ids` (default: the input itself).
 
@@ -292,14 +299,43 @@ class VAEModel(nn.Module):
             if self.family.name != "seq2seq":
                 raise ValueError("this model's decoder has its own tokenizer: pass target_ids (see tokenize_batch)")
             target_ids, target_mask = input_ids, attention_mask
-        rec, logits = self.reconstruction_nll(z, target_ids, target_mask, word_dropout)
+        state = self.decode_state(z, cache=False)
+        state.keep_hidden = distill > 0
+        nll, labels, logits = self._token_nll(state, target_ids, target_mask, word_dropout)
+        rec = nll.sum(dim=1)
         kl_dims = kl_per_dim(mu, logvar)
         kl_term = free_bits_kl(kl_dims, free_bits)
         loss = rec.mean() + beta * kl_term
+        match = None
+        if distill > 0:
+            match = self.distill_mismatch(state.hidden, target_ids, target_mask).mean()
+            loss = loss + distill * match
         if bow > 0 and self.to_bow is not None:
             loss = loss + bow * self.bag_of_words_nll(z, target_ids, target_mask).mean()
         kl = kl_dims.sum(dim=1)
-        return VAEOutput(loss, rec.mean(), kl.mean(), kl_term, mu, logvar, z, logits, rec, kl)
+        return VAEOutput(loss, rec.mean(), kl.mean(), kl_term, mu, logvar, z, logits, rec, kl, match)
+
+    def distill_mismatch(self, hidden: tuple[torch.Tensor, ...], target_ids: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+        """(B,): the mismatch of the decoder's hidden states (`hidden`, reading z) with the LM's own when it has read the
+        sentence (modeling.distill); needs fit_context_spread first."""
+        if self.context_spread is None:
+            raise RuntimeError("--distill needs the teacher's spreads: call fit_context_spread on training sentences first")
+        dec_in, labels = self.targets(target_ids, target_mask)
+        mask = labels != -100
+        teacher = self.family.context_states(dec_in, mask)
+        return mismatch(hidden, teacher, mask, self.context_spread.to(mask.device))
+
+    @torch.no_grad()
+    def fit_context_spread(self, target_ids: torch.Tensor, target_mask: torch.Tensor, chunk: int = 32) -> None:
+        """Set context_spread from the pretrained LM's (adapters off) teacher states of these sentences, `chunk` at a time
+        (memory bounded): a function of the LM and the sentences only, so a resumed run measures the same."""
+        def states() -> Iterator[tuple[tuple[torch.Tensor, ...], torch.Tensor]]:
+            for start in range(0, target_ids.shape[0], chunk):
+                dec_in, labels = self.targets(target_ids[start:start + chunk], target_mask[start:start + chunk])
+                yield self.family.context_states(dec_in, labels != -100), labels != -100
+
+        with adapters_off(self.backbone):
+            self.context_spread = spreads(states())
 
     def bag_of_words_nll(self, z: torch.Tensor, target_ids: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
         """-sum over the target's tokens of log softmax(to_bow(z)) (`--bow-head table`: of W to_bow(z), W the decoder's output

@@ -152,6 +152,9 @@ def _build(cfg: TrainConfig, run_dir: RunDir, on_event: Callable[[Event], None],
                            cfg.write_scale, bool(cfg.vocab_fit))
         if "mu_std_before" not in report:
             notes.append("calibration: 1 training sentence is too few to standardise mu (it needs 2); only the injection was scaled")
+    if cfg.distill > 0:  # on every start, fresh or resumed: the pretrained LM's spreads on the same sentences
+        rows = train_data.batch(range(min(CALIBRATION_ROWS, len(train_data))), model.input_pad_id, model.pad_id)
+        model.fit_context_spread(rows["target_ids"], rows["target_mask"])
     run = Run(cfg, run_dir, accelerator, model, train_data, valid_data, on_event, checkpoint_dir, resume_state, notes)
     if cfg.report_to:
         accelerator.init_trackers("vaecli", config=scalar_config(cfg.to_dict()), init_kwargs={"wandb": {"dir": str(logs)}})

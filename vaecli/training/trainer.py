@@ -134,10 +134,13 @@ def phase_steps(run: Run, phase: int, start_step: int, params: list[torch.nn.Par
         optimizer.zero_grad(set_to_none=True)
         step += 1
         # Logged values are means over the whole (global) batch, whatever the number of processes.
-        loss, rec, kl = acc.reduce(torch.stack([out.loss, out.rec, out.kl]).detach().float(), "mean").tolist()
+        logged = [out.loss, out.rec, out.kl] + ([out.distill] if out.distill is not None else [])
+        loss, rec, kl, *match = acc.reduce(torch.stack(logged).detach().float(), "mean").tolist()
         elapsed = perf_counter() - started
         values = {"phase": phase, "step": step, "total": total, "loss": loss, "rec": rec, "kl": kl, "beta": beta,
                   "lr": scheduler.get_last_lr()[0], "steps_per_s": (step - start_step) / elapsed if elapsed > 0 else 0.0}
+        if match:  # --distill: the hidden states' mismatch with the teacher's (modeling.distill)
+            values["distill"] = match[0]
         run.emit("step", **values)
         if step % LOG_EVERY == 0 or step == total:
             run.run_dir.log({"kind": "train", **values})
@@ -190,7 +193,8 @@ def forward(run: Run, wrapped: Any, batch: dict[str, torch.Tensor], phase: int, 
     noisy_ids, noisy_mask = delete_tokens(batch["input_ids"], batch["attention_mask"], denoise, model.input_pad_id, protected)
     with training_attention(acc.device.type, acc.mixed_precision == "bf16"):
         return wrapped(noisy_ids, noisy_mask, batch.get("target_ids", batch["input_ids"]), batch.get("target_mask", batch["attention_mask"]),
-                       beta=beta, free_bits=0.0 if phase == 1 else cfg.free_bits, word_dropout=cfg.word_dropout, bow=cfg.bow)
+                       beta=beta, free_bits=0.0 if phase == 1 else cfg.free_bits, word_dropout=cfg.word_dropout, bow=cfg.bow,
+                       distill=cfg.distill)
 
 
 def time_steps(run: Run, phase: int, params: list[torch.nn.Parameter], protected: list[int]) -> None:
