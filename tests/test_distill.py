@@ -14,6 +14,7 @@ from vaecli.cli.app import app
 from vaecli.config import TrainConfig, VAEConfig
 from vaecli.errors import ConfigError
 from vaecli.modeling.backbones import build_causal_vae
+from vaecli.modeling.causal import same_sentences
 from vaecli.modeling.distill import context_rows, mismatch, second_copy, spreads
 
 SENTENCES = ["he breathed new life into the old house", "the priest said mass", "a dog", "she soaks up foreign languages like a sponge"]
@@ -59,6 +60,30 @@ def test_the_teacher_is_the_lm_reading_each_row_alone(dirs, family):
             assert len(teacher) == len(alone) == vae.backbone.decoder.config.num_hidden_layers + 1
             for layer in range(len(alone)):
                 torch.testing.assert_close(teacher[layer][row, : n + 1], alone[layer][0, n:], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_one_pass_reads_and_teaches_as_two(dirs, family):
+    """The LM reading its own sentences reads them as the start of the teacher's rows: the encoder's states and the
+    teacher's are the two passes' own; an input that is not the decoder's sentence (a token deleted) takes two passes."""
+    vae = make(dirs, family)
+    batch = vae.tokenize_batch(SENTENCES)
+    dec_in, labels = vae.targets(batch["target_ids"], batch["target_mask"])
+    mask = labels != -100
+    ids, attention = batch["input_ids"], batch["attention_mask"]
+    _, _, starts = context_rows(dec_in, mask, vae.pad_id)
+    deleted = torch.cat([ids[:, 1:], ids[:, :1]], dim=1), torch.cat([attention[:, 1:], torch.zeros_like(attention[:, :1])], dim=1)
+    assert same_sentences(ids, attention, context_rows(dec_in, mask, vae.pad_id)[0], starts)
+    assert not same_sentences(*deleted, context_rows(dec_in, mask, vae.pad_id)[0], starts)
+    with torch.no_grad():
+        for encoder_input in ((ids, attention), deleted):
+            encoded, teacher = vae.family.read_with_context(*encoder_input, dec_in, mask)
+            alone = vae.family.encoder_states(*encoder_input)
+            real = encoder_input[1].bool()
+            for got, want in zip(encoded, alone, strict=True):
+                torch.testing.assert_close(got[real], want[real], rtol=1e-4, atol=1e-4)
+            for got, want in zip(teacher, vae.family.context_states(dec_in, mask), strict=True):
+                torch.testing.assert_close(got[mask], want[mask], rtol=1e-4, atol=1e-5)
 
 
 def test_mismatch_and_spreads_are_exact_and_per_row():

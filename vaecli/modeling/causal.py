@@ -19,6 +19,7 @@ from vaecli.errors import ModelDirError
 from vaecli.modeling.distill import context_rows, second_copy
 from vaecli.modeling.family import DecodeState, Dims
 from vaecli.modeling.layout import DECODER_DIR
+from vaecli.modeling.lm_reader import READER_CLASS, LMReader
 
 
 class EncoderAndLM(nn.Module):
@@ -64,6 +65,16 @@ class DecoderTargets:
     def __call__(self, texts: list[str], max_length: int) -> list[list[int]]:
         ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_length - 1)["input_ids"]
         return [row + [self.eos_id] for row in ids]
+
+
+def same_sentences(input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor, starts: torch.Tensor) -> bool:
+    """Whether each row of the encoder's right-padded input is exactly the first `starts` tokens of its teacher row
+    (the LM reading its own tokens, none deleted or added)."""
+    width = input_ids.shape[1]
+    if width > rows.shape[1] or not torch.equal(attention_mask.to(torch.long).sum(dim=1), starts):
+        return False
+    real = attention_mask.to(torch.bool)
+    return torch.equal(input_ids[real], rows[:, :width][real])
 
 
 class CausalFamily:
@@ -116,6 +127,17 @@ class CausalFamily:
             out = self.backbone.decoder.base_model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
         return tuple(second_copy(h, starts, dec_in.shape[1]) for h in out.hidden_states)
 
+    def read_with_context(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, dec_in: torch.Tensor,
+                          dec_mask: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        # The LM reading its own sentences plainly reads them as the first part of the teacher's rows: one pass, not two.
+        rows, rows_mask, starts = context_rows(dec_in, dec_mask, self.pad_id)
+        reader = self.backbone.encoder
+        if isinstance(reader, LMReader) and reader.plain and same_sentences(input_ids, attention_mask, rows, starts):
+            read, hidden = reader.read_in_context(input_ids.shape[1], rows, rows_mask)
+            encoded = (*read.hidden_states[:-1], read.last_hidden_state)
+            return encoded, tuple(second_copy(h, starts, dec_in.shape[1]) for h in hidden)
+        return self.encoder_states(input_ids, attention_mask), self.context_states(dec_in, dec_mask)
+
     def add_lora(self, rank: int, targets: str, dropout: float = 0.0) -> None:
         """LoRA adapters (peft) on the decoder's attention projections, or on every linear layer of its blocks
         (targets "all": peft's "all-linear", which leaves the output layer alone), in place: the module stays the HF model."""
@@ -159,7 +181,6 @@ class CausalFamily:
     def backbone_from_config(saved: dict[str, Any], build: Any) -> EncoderAndLM:
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_MAPPING_NAMES
 
-        from vaecli.modeling.lm_reader import READER_CLASS, LMReader
 
         decoder = build(saved["decoder_class"], saved["decoder"], MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
         if saved.get("encoder_class") == READER_CLASS:  # the decoder reads its own sentences: nothing more to build

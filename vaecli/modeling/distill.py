@@ -14,6 +14,10 @@ pretrained LM's (adapters off) on the first training sentences, measured once at
 so a run and its resumption use the same, and no row's loss depends on the rest of its batch. Layers 1..L count, the
 embeddings (layer 0: the same tokens in both) do not; a sentence's mismatch is summed over its tokens, like its NLL.
 
+The teacher's pass costs a forward over about twice the sentence's tokens, without a gradient. Where the encoder is the LM
+reading its own tokens (`--encoder decoder`, the default), that reading is the first part of the teacher's rows (a causal
+LM's states there do not depend on what follows), so one pass does both (`Family.read_with_context`).
+
 Training only: decoding, evaluation and the saved model are unchanged.
 """
 

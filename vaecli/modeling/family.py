@@ -100,6 +100,12 @@ class Family(Protocol):
         gradient (modeling.distill). A family whose decoder cannot read the sentence so raises ConfigError."""
         ...
 
+    def read_with_context(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, dec_in: torch.Tensor,
+                          dec_mask: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """(encoder_states of the input, context_states of the decoder inputs): the same as the two calls, in one pass where
+        the encoder is the decoder LM reading its own tokens."""
+        ...
+
     def add_lora(self, rank: int, targets: str, dropout: float = 0.0) -> None:
         """Put LoRA adapters of this rank on the decoder, in place: on its attention (targets "attention") or on
         every linear layer of its blocks ("all"), with `dropout` on their input while training."""

@@ -77,8 +77,29 @@ class LMReader(nn.Module):
         hidden = out.hidden_states
         if self.echo:
             hidden = tuple(second_reading(h, attention_mask) for h in hidden)
-        states = tuple(nn.functional.layer_norm(h.float(), h.shape[-1:]).to(h.dtype) for h in hidden)
-        return SimpleNamespace(hidden_states=states, last_hidden_state=states[-1])
+        return reading(hidden)
+
+    @property
+    def plain(self) -> bool:
+        """Whether a reading is one forward of the whole LM over the sentence (no --reader-echo, no --reader-layers)."""
+        return not self.echo and not self.depth
+
+    def read_in_context(self, width: int, rows: torch.Tensor, rows_mask: torch.Tensor) -> tuple[Any, tuple[torch.Tensor, ...]]:
+        """One forward over `rows`, whose first `width` columns are the sentences a plain reading would read (the same
+        tokens, padding after them; what follows is masked for the reading): (that reading, as forward gives it; the raw
+        hidden states of every column). A causal LM's states of the first columns do not depend on the ones after, so the
+        reading is the plain one (--distill's teacher reads on in the same pass: modeling.distill)."""
+        if not self.plain:
+            raise ValueError("read_in_context reads plainly: no --reader-echo, no --reader-layers")
+        with torch.no_grad():
+            out = self.lm.base_model(input_ids=rows, attention_mask=rows_mask, output_hidden_states=True, use_cache=False)
+        return reading(tuple(h[:, :width] for h in out.hidden_states)), out.hidden_states
+
+
+def reading(hidden: tuple[torch.Tensor, ...]) -> Any:
+    """What the encoder returns: each layer's states standardised per token (layer norm without weights)."""
+    states = tuple(nn.functional.layer_norm(h.float(), h.shape[-1:]).to(h.dtype) for h in hidden)
+    return SimpleNamespace(hidden_states=states, last_hidden_state=states[-1])
 
 
 @contextmanager

@@ -87,6 +87,10 @@ class Seq2SeqFamily:
     def context_states(self, dec_in: torch.Tensor, dec_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError("--distill teaches a causal LM decoder (config.family_problems refuses it before this)")
 
+    def read_with_context(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, dec_in: torch.Tensor,
+                          dec_mask: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        raise NotImplementedError("--distill teaches a causal LM decoder (config.family_problems refuses it before this)")
+
     def add_lora(self, rank: int, targets: str, dropout: float = 0.0) -> None:
         raise NotImplementedError("LoRA adapts a causal LM decoder (config.family_problems refuses it before this)")
 

@@ -292,7 +292,16 @@ class VAEModel(nn.Module):
 
         The causal family's decoder has its own tokens: pass its `target_ids` (see `tokenize_batch`).
         """
-        mu, logvar = self.posterior(input_ids, attention_mask)
+        teacher = None
+        if distill > 0:  # the teacher's states come with the encoder's, in one pass where the LM reads its own sentences
+            if target_ids is None:
+                raise ValueError("--distill needs the decoder's target_ids (see tokenize_batch)")
+            dec_in, labels = self.targets(target_ids, target_mask)
+            encoded, teacher = self.family.read_with_context(input_ids, attention_mask, dec_in, labels != -100)
+            pooled = self.pooler(encoded, attention_mask)
+            mu, logvar = self.to_mu(pooled), self.to_logvar(pooled)
+        else:
+            mu, logvar = self.posterior(input_ids, attention_mask)
         mu, logvar = mu.float(), logvar.float()
         z = self.reparameterize(mu, logvar, generator) if sample else mu
         if target_ids is None:
@@ -308,21 +317,23 @@ class VAEModel(nn.Module):
         loss = rec.mean() + beta * kl_term
         match = None
         if distill > 0:
-            match = self.distill_mismatch(state.hidden, target_ids, target_mask).mean()
+            match = self.distill_mismatch(state.hidden, target_ids, target_mask, teacher).mean()
             loss = loss + distill * match
         if bow > 0 and self.to_bow is not None:
             loss = loss + bow * self.bag_of_words_nll(z, target_ids, target_mask).mean()
         kl = kl_dims.sum(dim=1)
         return VAEOutput(loss, rec.mean(), kl.mean(), kl_term, mu, logvar, z, logits, rec, kl, match)
 
-    def distill_mismatch(self, hidden: tuple[torch.Tensor, ...], target_ids: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+    def distill_mismatch(self, hidden: tuple[torch.Tensor, ...], target_ids: torch.Tensor, target_mask: torch.Tensor,
+                         teacher: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
         """(B,): the mismatch of the decoder's hidden states (`hidden`, reading z) with the LM's own when it has read the
-        sentence (modeling.distill); needs fit_context_spread first."""
+        sentence (modeling.distill; `teacher`, when given, are those states); needs fit_context_spread first."""
         if self.context_spread is None:
             raise RuntimeError("--distill needs the teacher's spreads: call fit_context_spread on training sentences first")
         dec_in, labels = self.targets(target_ids, target_mask)
         mask = labels != -100
-        teacher = self.family.context_states(dec_in, mask)
+        if teacher is None:
+            teacher = self.family.context_states(dec_in, mask)
         return mismatch(hidden, teacher, mask, self.context_spread.to(mask.device))
 
     @torch.no_grad()
