@@ -181,7 +181,6 @@ class CausalFamily:
     def backbone_from_config(saved: dict[str, Any], build: Any) -> EncoderAndLM:
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_MAPPING_NAMES
 
-
         decoder = build(saved["decoder_class"], saved["decoder"], MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
         if saved.get("encoder_class") == READER_CLASS:  # the decoder reads its own sentences: nothing more to build
             from vaecli.config import VAEConfig

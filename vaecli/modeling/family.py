@@ -97,7 +97,8 @@ class Family(Protocol):
     def context_states(self, dec_in: torch.Tensor, dec_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """--distill's teacher: the decoder's hidden states (embeddings first, each (B, T, dec_hidden)) at each of the
         decoder inputs `dec_in` (real where `dec_mask`) when the sentence itself precedes them in its context, without a
-        gradient (modeling.distill). A family whose decoder cannot read the sentence so raises ConfigError."""
+        gradient (modeling.distill). A family whose decoder cannot read the sentence so raises NotImplementedError
+        (config.family_problems refuses --distill for it first)."""
         ...
 
     def read_with_context(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, dec_in: torch.Tensor,
