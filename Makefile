@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml
 
 quickstart: setup
 	$(VAE) finetune examples/wordnet/train-10k.txt --valid examples/wordnet/valid.txt --out vae-model --overwrite \
-		--phase1-minutes $(QUICKSTART_MINUTES) --valid-every 150 --save-every 150 --prior-sentences 2000 --distill 2
+		--phase1-minutes $(QUICKSTART_MINUTES) --valid-every 150 --save-every 150 --prior-sentences 2000
 	head -n 5 examples/wordnet/valid.txt | $(VAE) encode | $(VAE) decode | paste examples/wordnet/valid.txt - | head -n 5
 	$(VAE) interpolate "the old house" "she soaks up foreign languages like a sponge" --steps 5
 	$(VAE) sample -n 3 --seed 0

@@ -118,6 +118,11 @@ def test_family_defaults():
         TrainConfig(train_file="x", phase1_steps=0, phase2_steps=30))] == [(500, None, None), (0, 2.0, None), (0, None, 4), (0, None, None)]
     assert (causal.lora, causal.batch_size, seq2seq.lora, seq2seq.batch_size) == (16, 16, 0, 32)
     assert causal.vae_config().lora == 16 and TrainConfig(train_file="x", lora=0).lora == 0
+    # --distill: on where the LM reads its own sentences (the teacher reads in the same pass), off with another encoder
+    assert (causal.distill, seq2seq.distill, TrainConfig(train_file="x", encoder="minilm").distill) == (2.0, 0.0, 0.0)
+    assert TrainConfig(train_file="x", encoder="minilm", distill=1.0).distill == 1.0
+    assert TrainConfig.from_dict({"train_file": "x"}).distill == 0.0  # a run saved before the default trained without it
+    assert TrainConfig.from_dict(causal.to_dict()).distill == 2.0
 
 
 @pytest.mark.parametrize("lm", ["llama", "gpt2"])
