@@ -47,8 +47,10 @@ def test_quick_start_by_hand_is_the_makefile_command():
 
 def test_readme_timings_say_which_machine():
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
-    assert ("on an **idle machine** (2 CPU cores, install and the one-time SmolLM2 conversion included), round nineteen's "
-            "machine, an AMD EPYC with AVX-512 and native bf16, where `--bf16 auto` trains in bf16: **7 min 46 s**") in readme
+    assert ("Measured in fresh clones on an **idle machine** (2 CPU cores, install and the one-time SmolLM2 conversion included; "
+            "`/usr/bin/time -v make quickstart` with `~/.cache/vaecli` emptied first), each on that round's draw of this project's "
+            "machine") in readme
+    assert "Round nineteen's machine, with the frozen weights cast once a phase: **7 min 46 s**" in readme
     assert "about 590 tests in 4 min 56 s on 2 idle cores (measured on round nineteen's idle machine" in readme
     assert readme.count("On this project's machine (2 CPU cores") == 1  # "Measured" opened with it twice
     assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in readme
