@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from tests.test_generate import ScriptedLM
-from vaecli.config import VAEConfig
+from vaecli.config import DECODE_BEAM, VAEConfig
 from vaecli.inference.generate import beam_search, generate, strip_ids
 from vaecli.inference.latent import encode
 from vaecli.inference.rerank import choose as choose_lists
@@ -122,7 +122,7 @@ def test_decode_reranks_on_request(tmp_path, models):
     reranked = runner.invoke(app, ["decode", "-i", str(tmp_path / "z.npy"), "-m", str(tmp_path / "m"), "--rerank"])
     assert plain.exit_code == 0 and reranked.exit_code == 0, plain.output + reranked.output
     with torch.inference_mode():
-        ids, scores = beam_search(model, z, model.config.max_length, 4, keep=4)
+        ids, scores = beam_search(model, z, model.config.max_length, DECODE_BEAM, keep=DECODE_BEAM)  # decode's default width
         expected = [text_of(model, i) for i in choose(model, z, ids, scores)]
     assert reranked.stdout.splitlines() == expected
     assert plain.stdout.splitlines() == [text_of(model, i) for i in strip_ids(ids[:, 0], model)]
