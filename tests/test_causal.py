@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vaecli.config import TrainConfig, VAEConfig
+from vaecli.config import DECODE_BEAM, TrainConfig, VAEConfig
 from vaecli.errors import ConfigError, Interrupted, ModelDirError
 from vaecli.inference.generate import generate
 from vaecli.modeling.backbones import build_causal_vae
@@ -343,7 +343,7 @@ def test_every_command_on_an_encoder_and_causal_lm(bert_dir, llama_dir, corpus, 
     assert [json.loads(line)["text"] for line in vectors.splitlines()] == ["the old house", "a dog"]
     decoded = run("decode", *m, input=vectors).stdout.splitlines()
     assert len(decoded) == 2
-    assert decoded == run("decode", "--beam", "4", *m, input=vectors).stdout.splitlines()  # DECODE_BEAM
+    assert decoded == run("decode", "--beam", str(DECODE_BEAM), *m, input=vectors).stdout.splitlines()
     assert len(run("decode", "--beam", "3", *m, input=vectors).stdout.splitlines()) == 2
     assert len(run("sample", "-n", "3", "--seed", "0", *m).stdout.splitlines()) == 3
     assert len(run("interpolate", "the old house", "a dog", "--steps", "4", *m).stdout.splitlines()) == 4

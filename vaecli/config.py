@@ -46,10 +46,9 @@ MODEL_DIR = "vae-model"  # where `vae finetune` writes and every other command l
 SAMPLE_NO_REPEAT_NGRAM = 4  # `sample`'s guard: z from the prior can loop ("the King's throne ... the King's throne")
 DECODE_BEAM = 8
 """Beam width that decodes a z made from a sentence (decode, interpolate, paraphrase, steer, analogy, evaluate's BLEU). Measured on
-the hour-long default, first 300 held-out WordNet sentences (benchmarks/beam.py, README "Measured"): before --rerank, BLEU 37.1
-greedy, 40.3 at beam 2, 42.1 at 4, 42.0 at 8; with --rerank (the encoder chooses among the beam's hypotheses, so a wider beam gives
-it more to choose from; round twenty-three) BLEU 52.8 -> 55.2 and exact match 42.7% -> 47.0% from 4 to 8, at 1.6x beam 4's time,
-and 6.2 -> 7.8 after 200 steps. `vae sample` stays greedy (its fluency was measured so)."""
+the hour-long default, first 300 held-out WordNet sentences (benchmarks/beam.py, README "Measured"): with --rerank, beam 4 -> 8 took
+BLEU 52.8 -> 55.2 and exact match 42.7% -> 47.0% at 1.6x the time (6.2 -> 7.8 after 200 steps); before --rerank, 4 and 8 tied
+(BLEU 42.1, 42.0; greedy 37.1). `vae sample` stays greedy (its fluency was measured so)."""
 DECODE_RERANK = True
 """Whether beam search's result is chosen by the encoder among its hypotheses (inference.rerank; `--rerank/--no-rerank`)."""
 RERANK_MARGIN = 1.0
