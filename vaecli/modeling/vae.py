@@ -175,9 +175,10 @@ class VAEModel(nn.Module):
 
     # -- encoder side ------------------------------------------------------------------------
 
-    def posterior(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """mu and logvar of q(z|x), each (B, latent_dim)."""
-        pooled = self.pooled(input_ids, attention_mask)
+    def posterior(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                  states: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """mu and logvar of q(z|x), each (B, latent_dim); `states`: the encoder's states of the input, where already read."""
+        pooled = self.pooled(input_ids, attention_mask) if states is None else self.pooler(states, attention_mask)
         return self.to_mu(pooled), self.to_logvar(pooled)
 
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -298,8 +299,7 @@ class VAEModel(nn.Module):
                 raise ValueError("--distill needs the decoder's target_ids (see tokenize_batch)")
             dec_in, labels = self.targets(target_ids, target_mask)
             encoded, teacher = self.family.read_with_context(input_ids, attention_mask, dec_in, labels != -100)
-            pooled = self.pooler(encoded, attention_mask)
-            mu, logvar = self.to_mu(pooled), self.to_logvar(pooled)
+            mu, logvar = self.posterior(input_ids, attention_mask, encoded)
         else:
             mu, logvar = self.posterior(input_ids, attention_mask)
         mu, logvar = mu.float(), logvar.float()
