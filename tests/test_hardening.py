@@ -580,3 +580,16 @@ def test_fuzz_mutated_vector_files(index, flips, cut, fmt, dim):
 def test_fuzz_crafted_vector_files(data):
     reads_or_refuses(data)
     reads_or_refuses(data, dim=4)
+
+
+def test_no_pretrained_load_asks_for_kernels_from_the_hub(t5_dir, llama_dir, bert_dir):
+    # transformers 5 kernelizes a pretrained model (compiled layers downloaded from the hub) wherever the `kernels`
+    # package is installed, on the first .train() or .eval() on a GPU; found on an H200 in round twenty-four, offline:
+    # "Version 2 of 'kernels-community/rotary' is not available in the local cache". No load of ours asks for it.
+    from vaecli.modeling.backbones import build_causal_vae
+
+    pytest.importorskip("kernels")  # transformers requires it; without it nothing could ask
+    for model in (build_vae(str(t5_dir), VAEConfig(latent_dim=4)), build_causal_vae(str(bert_dir), str(llama_dir), VAEConfig(latent_dim=4)),
+                  build_causal_vae("decoder", str(llama_dir), VAEConfig(latent_dim=4))):
+        backbones = [m for m in model.modules() if hasattr(m, "use_kernels")]
+        assert backbones and not any(m.use_kernels for m in backbones)

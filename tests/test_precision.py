@@ -118,3 +118,4 @@ def test_autocast_weight_is_the_copy_made_once_within_the_block():
     assert torch.equal(with_copy, cast_by_autocast)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert autocast_weight(head.weight) is head.weight  # the block's copies are gone with it
+

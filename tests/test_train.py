@@ -307,3 +307,32 @@ def test_a_bf16_step_on_cpu_runs_the_math_attention_kernel_and_a_fused_adamw(lla
     assert "aten::_scaled_dot_product_attention_math" in ops and "aten::_scaled_dot_product_flash_attention_for_cpu" in ops
     assert "aten::_scaled_dot_product_flash_attention_for_cpu_backward" not in ops
     assert "aten::_fused_adamw_" in ops
+
+
+def test_the_model_is_on_the_runs_device_before_anything_runs_it(llama_dir, corpus, tmp_path, monkeypatch):
+    # Found on a GPU (round twenty-four): a phase in minutes timed its first steps on a model still on the CPU, with the
+    # batches already on the GPU ("Expected all tensors to be on the same device"), before accelerate moved the model;
+    # the frozen weights' bf16 copies, made on entering a phase, would have been CPU copies too. On a CPU both places
+    # are the CPU, so the order is what is checked: the model goes to the run's device before its first forward.
+    from vaecli.training import trainer
+
+    moves: list[torch.device] = []
+    first_forward: list[list[torch.device]] = []
+    to, forward = VAEModel.to, trainer.forward
+
+    def spy_to(self, *args, **kwargs):
+        moves.append(torch.device(args[0] if args else kwargs["device"]))
+        return to(self, *args, **kwargs)
+
+    def spy_forward(run, *args, **kwargs):
+        if not first_forward:
+            first_forward.append([*moves, run.accelerator.device])
+        return forward(run, *args, **kwargs)
+
+    monkeypatch.setattr(VAEModel, "to", spy_to)
+    monkeypatch.setattr(trainer, "forward", spy_forward)
+    cfg = TrainConfig(train_file=str(corpus), decoder=str(llama_dir), out=str(tmp_path / "m"), phase="1", phase1_minutes=0.02,
+                      **{**TINY, "latent_dim": 6})
+    finetune(cfg)
+    *before, device = first_forward[0]
+    assert before == [device]

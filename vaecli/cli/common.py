@@ -101,12 +101,13 @@ def model_path(model: Path | None) -> Path:
 
 
 def load_model(model: Path | None) -> Any:
-    """The TextVAE at --model (see model_path)."""
+    """The TextVAE at --model (see model_path), on the GPU where there is one."""
     path = model_path(model)
     quiet_libraries()
     from vaecli.api import TextVAE
+    from vaecli.modeling.precision import run_device
 
-    return TextVAE.from_pretrained(path)
+    return TextVAE.from_pretrained(path, device=run_device())
 
 
 def out_lines(lines: Iterable[str]) -> None:

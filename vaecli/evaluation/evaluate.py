@@ -39,6 +39,7 @@ from vaecli.evaluation.fluency import fluency
 from vaecli.evaluation.metrics import active_units, mutual_information
 from vaecli.inference.generate import generate
 from vaecli.modeling.gaussian import kl_per_dim, log_normal
+from vaecli.modeling.randomness import randn
 from vaecli.modeling.tokens import length_batches, pad_batch
 from vaecli.modeling.vae import VAEModel
 
@@ -197,7 +198,7 @@ def importance_weighted_nll(
     """
     b = mu.shape[0]
     log_w = torch.empty(b, k, device=mu.device)
-    eps = torch.randn((k, b, mu.shape[1]), generator=generator).to(mu.device)
+    eps = randn((k, b, mu.shape[1]), generator, mu.device)
     vocab = len(model.decoder_tokenizer)  # ~ the logits' width: a memory estimate is all it needs
     chunk = max(1, rows_per_pass(x.shape[1], vocab) // max(b, 1))  # samples per decoder pass
     for start in range(0, k, chunk):

@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from vaecli.modeling.randomness import randn
+
 AU_THRESHOLD = 0.01
 
 
@@ -28,7 +30,7 @@ def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.
     """
     mu, logvar = mu.double(), logvar.double()
     n = mu.shape[0]
-    z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator, dtype=mu.dtype)
+    z = mu + torch.exp(0.5 * logvar) * randn(mu.shape, generator, mu.device, mu.dtype)
     var = logvar.exp()
 
     def log_density(points: torch.Tensor, m: torch.Tensor, lv: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

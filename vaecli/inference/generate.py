@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from vaecli.modeling.randomness import multinomial
 from vaecli.modeling.vae import VAEModel
 
 
@@ -22,7 +23,7 @@ def _nucleus(logits: torch.Tensor, top_p: float, temperature: float, generator: 
         outside = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p
         sorted_probs = sorted_probs.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return multinomial(probs, generator).squeeze(-1)
 
 
 def ban_repeats(logits: torch.Tensor, history: torch.Tensor, n: int) -> torch.Tensor:

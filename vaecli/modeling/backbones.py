@@ -15,6 +15,10 @@ from vaecli.modeling.hub import hub_offline
 from vaecli.modeling.layout import is_model_dir
 from vaecli.modeling.vae import VAEModel
 
+NO_HUB_KERNELS = {"use_kernels": False}
+"""What every pretrained load passes: transformers 5 swaps layers for compiled kernels that it downloads from the hub
+wherever the `kernels` package is installed (transformers requires it) and a GPU is used: code from the network, refused
+offline ("kernels-community/rotary ... not available in the local cache", found on an H200 in round twenty-four)."""
 # Parts of the BERT2BERT decoder with no pretrained weights (the sentence-transformers export has no
 # LM-head transform, and BERT has no cross-attention): they train even with --freeze-decoder.
 MINILM_FRESH = ["crossattention", "cls.predictions.transform"]
@@ -39,7 +43,8 @@ def build_minilm() -> tuple[Any, Any, list[str]]:
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load report lists the fresh cross-attention: expected
     try:
-        model = EncoderDecoderModel.from_encoder_decoder_pretrained(str(path), str(path))
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(str(path), str(path), **{f"{part}_{key}": value for part in ("encoder", "decoder")
+                                                                                             for key, value in NO_HUB_KERNELS.items()})
     finally:
         hf_logging.set_verbosity(verbosity)
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
@@ -103,7 +108,8 @@ def pretrained(option: str, name: str | Path, auto_class: str, what: str) -> tup
         raise ModelDirError(f"{option} {name}: no such directory")
     offline = local or hub_offline()
     try:
-        model = getattr(transformers, auto_class).from_pretrained(name, local_files_only=offline, use_safetensors=True, trust_remote_code=False)
+        model = getattr(transformers, auto_class).from_pretrained(name, local_files_only=offline, use_safetensors=True, trust_remote_code=False,
+                                                                  **NO_HUB_KERNELS)
         tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as e:
         from vaecli.modeling.hub import in_hub_cache, unknown_model

@@ -1,5 +1,6 @@
-"""Whether a run computes in bf16 (measured faster on big models where the hardware has it), the
-attention kernel a bf16 training step runs on a CPU, and frozen weights cast to bf16 once."""
+"""Where a model computes (the GPU where PyTorch sees one), whether a run computes in bf16 (measured faster on big
+models where the hardware has it), the attention kernel a bf16 training step runs on a CPU, and frozen weights cast
+to bf16 once."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ from torch.nn import functional as F
 
 BF16_MIN_PARAMETERS = 10_000_000  # measured (benchmarks/backbones.py): bf16 autocast is 1.5-1.7x faster on
 # 49M-140M models on a CPU with native bf16, and 0.7-0.8x on the 50k-parameter test models
+
+
+def run_device() -> torch.device:
+    """Where a loaded model runs: the first GPU where PyTorch sees one (`CUDA_VISIBLE_DEVICES=` hides them), else the
+    CPU; the device a training run's accelerator chooses by the same rule."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def use_bf16(setting: str, parameters: int) -> bool:

@@ -39,6 +39,7 @@ from vaecli.modeling.gaussian import free_bits_kl, kl_per_dim
 from vaecli.modeling.layout import CONFIG_NAME, PRIOR_NAME, WEIGHTS_NAME
 from vaecli.modeling.pooling import Pooler
 from vaecli.modeling.prior import AggregatePrior
+from vaecli.modeling.randomness import randn
 from vaecli.modeling.vocab_bias import VOCAB_SLOTS_INIT, add_vocab_bias, vocab_biases
 
 __all__ = ["VAEModel", "VAEOutput", "DecodeState", "Dims"]
@@ -187,7 +188,7 @@ class VAEModel(nn.Module):
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        eps = randn(mu.shape, generator, mu.device, mu.dtype)
         return mu + torch.exp(0.5 * logvar) * eps
 
     # -- decoder side ------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from vaecli.files.corpus import read_sentences_dataset
+from vaecli.modeling.randomness import rand
 from vaecli.modeling.tokens import pad_batch, tokenize_rows
 
 
@@ -130,7 +131,7 @@ def delete_tokens(
     special = torch.zeros_like(real)
     for token in protected:
         special |= input_ids == token
-    drop = (torch.rand(input_ids.shape, generator=generator, device=input_ids.device) < p) & real & ~special
+    drop = (rand(input_ids.shape, generator, input_ids.device) < p) & real & ~special
     keep = real & ~drop
     # A stable sort of "not kept" moves kept tokens to the front in their original order.
     order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)

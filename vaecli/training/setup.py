@@ -21,7 +21,7 @@ from vaecli.errors import InputError, RunError
 from vaecli.files.corpus import check_corpora
 from vaecli.modeling.backbones import build_causal_vae, build_vae
 from vaecli.modeling.layout import is_model_dir
-from vaecli.modeling.precision import use_bf16
+from vaecli.modeling.precision import run_device, use_bf16
 from vaecli.modeling.vae import VAEModel
 from vaecli.training.checkpoint import find_checkpoint, load_trainer_state
 from vaecli.training.data import Corpus, load_corpus
@@ -90,7 +90,7 @@ def start_run(cfg: TrainConfig, on_event: Callable[[Event], None] | None, resume
 
     check_corpora([cfg.train_file, cfg.valid_file], cfg.data_format)  # before any weights load: a bad file fails at once
     # On a machine without CUDA, processes started by `accelerate launch` / torchrun join over gloo.
-    state = PartialState(cpu=not torch.cuda.is_available())
+    state = PartialState(cpu=run_device().type == "cpu")
     run_dir = RunDir(cfg.out, resume, overwrite, main=state.is_main_process)
     try:
         run = _build(cfg, run_dir, on_event or (lambda event: None), resume, given)
@@ -129,7 +129,7 @@ def _build(cfg: TrainConfig, run_dir: RunDir, on_event: Callable[[Event], None],
     # the same optimizer steps on the same sentences as one process does.
     logs = run_dir.path / LOGS_DIR
     accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(),
+        cpu=run_device().type == "cpu",
         mixed_precision="bf16" if use_bf16(cfg.bf16, model.num_parameters()) else "no",
         dataloader_config=DataLoaderConfiguration(split_batches=True),
         log_with=[cfg.report_to] if cfg.report_to else None,
@@ -155,6 +155,9 @@ def _build(cfg: TrainConfig, run_dir: RunDir, on_event: Callable[[Event], None],
     if cfg.distill > 0:  # on every start, fresh or resumed: the pretrained LM's spreads on the same sentences
         rows = train_data.batch(range(min(CALIBRATION_ROWS, len(train_data))), model.input_pad_id, model.pad_id)
         model.fit_context_spread(rows["target_ids"], rows["target_mask"])
+    # On the accelerator's device before anything runs it (the steps' timing, the frozen weights' bf16 copies): the
+    # batches are there already. Calibration above ran where the weights loaded, on the CPU.
+    model.to(accelerator.device)
     run = Run(cfg, run_dir, accelerator, model, train_data, valid_data, on_event, checkpoint_dir, resume_state, notes)
     if cfg.report_to:
         accelerator.init_trackers("vaecli", config=scalar_config(cfg.to_dict()), init_kwargs={"wandb": {"dir": str(logs)}})
@@ -205,4 +208,4 @@ def is_main_process() -> bool:
     """False in the non-main processes of an `accelerate launch` / torchrun job."""
     from accelerate import PartialState
 
-    return PartialState(cpu=not torch.cuda.is_available()).is_main_process
+    return PartialState(cpu=run_device().type == "cpu").is_main_process
