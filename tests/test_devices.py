@@ -74,3 +74,46 @@ def test_commands_load_the_model_onto_the_gpu_where_there_is_one(tmp_path, monke
         monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
         load_model(tmp_path / "m")
     assert devices == [torch.device("cuda"), torch.device("cpu")]
+
+
+def test_a_checkpoint_keeps_the_gpus_random_stream(t5_dir, tmp_path, monkeypatch):
+    # On a GPU a run's draws without a generator (z ~ q(z|x), token deletion, word dropout) come from the GPU's stream:
+    # a checkpoint holds it beside the CPU's, and a resume on a GPU puts it back (on a CPU it is ignored).
+    from vaecli.config import VAEConfig
+    from vaecli.modeling.backbones import build_vae
+    from vaecli.modeling.randomness import rng_states
+    from vaecli.training.checkpoint import load_trainer_state, restore, save_checkpoint
+
+    stream, restored = torch.arange(16, dtype=torch.uint8), []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device=None: stream)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device=None: restored.append((state, device)))
+    model = build_vae(str(t5_dir), VAEConfig(latent_dim=4))
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    gpu = torch.device("cuda")
+    cpu_stream = torch.get_rng_state()
+    path = save_checkpoint(tmp_path, model, optimizer, scheduler, {"step": 1}, [rng_states(gpu)])
+    torch.rand(5)  # the CPU's stream moves on
+    restore(path, optimizer, scheduler, load_trainer_state(path), 0, gpu)
+    assert torch.equal(torch.get_rng_state(), cpu_stream)
+    assert len(restored) == 1 and torch.equal(restored[0][0], stream) and restored[0][1] == gpu
+    restore(path, optimizer, scheduler, load_trainer_state(path), 0, torch.device("cpu"))
+    assert len(restored) == 1
+
+
+def test_timing_a_step_on_the_gpu_waits_for_it_and_leaves_its_stream(monkeypatch):
+    # A GPU computes after the call that queues the work returns: unwaited, a timed pass measured its launch only. The
+    # timing's draws must not move the GPU's stream either, or a run in minutes would not repeat as the same steps.
+    from contextlib import nullcontext
+
+    from vaecli.training.pace import seconds_of
+
+    events = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: events.append(("wait", device)))
+    monkeypatch.setattr(torch.random, "fork_rng", lambda devices=None, **kw: events.append(("fork", devices)) or nullcontext())
+    gpu = torch.device("cuda")
+    seconds_of(lambda: events.append(("work", None)), gpu)
+    assert events == [("fork", [gpu]), ("wait", gpu), ("work", None), ("wait", gpu)]
+    events.clear()
+    seconds_of(lambda: events.append(("work", None)))
+    assert events == [("fork", []), ("work", None)]

@@ -163,3 +163,25 @@ def test_finetune_with_distill_logs_it(llama_dir, corpus, valid, t5_dir, tmp_pat
     assert json.loads((out / "training.json").read_text())["config"]["distill"] == 1.0
     refused = runner.invoke(app, ["finetune", str(corpus), "--model", str(t5_dir), "--out", str(tmp_path / "t5"), "--distill", "1"])
     assert refused.exit_code == 2 and refused.stderr.count("\n") == 1 and "--distill teaches a causal LM decoder" in refused.stderr
+
+
+def test_distill_decay_falls_linearly_to_0_over_the_phase(llama_dir, corpus, tmp_path, monkeypatch):
+    from vaecli.training import trainer
+    from vaecli.training.schedule import distill_at
+
+    assert [distill_at(s, 4, 2.0, True) for s in range(4)] == [2.0, 1.5, 1.0, 0.5]
+    assert [distill_at(s, 4, 2.0, False) for s in range(4)] == [2.0] * 4
+    assert distill_at(3, 0, 2.0, True) == 2.0  # no steps: nothing to fall over
+    weights, forward = [], trainer.forward
+
+    def spy(run, wrapped, batch, phase, beta, protected, distill=None):
+        weights.append(distill)
+        return forward(run, wrapped, batch, phase, beta, protected, distill)
+
+    monkeypatch.setattr(trainer, "forward", spy)
+    result = CliRunner().invoke(app, ["finetune", str(corpus), "--decoder", str(llama_dir), "--out", str(tmp_path / "m"), "--phase1-steps", "4",
+                                      "--batch-size", "8", "--bf16", "no", "--latent-dim", "8", "--valid-size", "20", "--distill", "2",
+                                      "--distill-decay"], env={"HF_HUB_OFFLINE": "1"})
+    assert result.exit_code == 0, result.stderr
+    assert weights == [2.0, 1.5, 1.0, 0.5]
+    assert json.loads((tmp_path / "m" / "training.json").read_text())["config"]["distill_decay"] is True

@@ -104,7 +104,7 @@ def test_the_timed_validation_counts_the_tokens_the_validation_will_run(t5_dir, 
     validation's 448, so a validation is 14 s (30 s when scaled by rows, as before)."""
     import vaecli.training.trainer as trainer
 
-    monkeypatch.setattr(trainer, "seconds_of", lambda action: 10.0)
+    monkeypatch.setattr(trainer, "seconds_of", lambda action, device=None: 10.0)
     valid = tmp_path / "valid.txt"
     valid.write_text("dog\n" * 64 + "the old man said it was a long day\n" * 32)
     events: list[dict] = []

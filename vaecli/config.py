@@ -83,11 +83,9 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     # --vocab-fit (the vocabulary bias starts as a fit of the sentence's words on z) won at 110 and 460 steps (validation
     # token accuracy 29.3% -> 34.9% at 110 on train-10k; held-out 56.4% -> 58.7%, exact 7.3% -> 9.7% at 460); over the
     # hour its head start is gone by step 1000 (validation 66.1% against 65.8% without it; 76.0% at the end).
-    # Phase 1 is an hour of this machine (--phase1-minutes 60; the phase re-times itself as it goes, training.pace): a fixed
-    # 3800 steps were the hour of a CPU with native bf16 and 1 h 45 min of one without (0.6 steps/s in float32).
+    # Phase 1 is an hour of this machine (--phase1-minutes 60; the phase re-times itself as it goes, training.pace).
     # --distill 2 (the LM that has read the sentence teaches the one that reads z) won the quick start's 200 steps (held-out
-    # token accuracy +3.7 and +4.6 points, two seeds) and was level at the hour (validation 76.8% at 2735 steps, 0.96x the
-    # steps per second, against 77.0% at 3000); on only where the teacher reads in the reader's own pass (TrainConfig).
+    # token accuracy +3.7, +4.6 points, two seeds), level at the hour; on where the teacher reads in the reader's pass.
     "causal": {"latent_dim": 256, "layers": "mean", "pooling": "attention", "injection": "both", "prefix_slots": 8, "init_logvar": -6.0,
                "vocab_bias": True, "new_lr_scale": 3.0, "calibrate": True, "vocab_fit": True, "mu_fit": False, "freeze_decoder": True,
                "phase1_steps": 0, "phase2_steps": 0, "phase1_minutes": 60.0, "lora": 16, "batch_size": 16, "distill": 2.0},
@@ -320,6 +318,8 @@ class TrainConfig(ModelSettings):
                                          "when it reads the sentence itself in its context: the LM that has read the sentence teaches "
                                          "the one that reads z (vaecli/modeling/distill.py; causal LM only; 0 = off). Default: 2 where "
                                          "the LM reads its own sentences (--encoder decoder), else 0.")
+    distill_decay: bool = setting(False, "--distill's weight falls linearly to 0 over each phase (the hour: validation token accuracy "
+                                         "78.5% against 76.8%; README, round twenty-four).")
     beta_schedule: BetaSchedule = setting("cyclical", "Phase-2 KL weight schedule over the real number of phase-2 steps: constant, "
                                                       "linear or cyclical.")
     beta_max: float = setting(1.0, "Largest KL weight.")

@@ -1,4 +1,5 @@
-"""Seeded draws for tensors on any device: drawn where the generator lives, then moved.
+"""Random streams on any device: seeded draws made where the generator lives, then moved; the streams a run saves,
+restores and forks, the GPU's with the CPU's.
 
 A seeded `torch.Generator()` lives on the CPU, and PyTorch refuses it for a draw made on a GPU ("Expected a 'cuda'
 device type for generator but found 'cpu'": found on an H200 in round twenty-four, at the first validation). Drawing
@@ -7,6 +8,9 @@ generator a draw is made on the target device from its own global generator, as 
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -29,3 +33,27 @@ def rand(shape: torch.Size | tuple[int, ...], generator: torch.Generator | None,
 def multinomial(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """One index per row of `probs` drawn in proportion to it, on probs' device."""
     return torch.multinomial(probs.to(_where(generator, probs.device)), 1, generator=generator).to(probs.device)
+
+
+def rng_states(device: torch.device) -> dict[str, torch.Tensor]:
+    """This process's global random streams, by name: the CPU's ("torch"), and the GPU's ("cuda") where `device` is one
+    (a run's draws without a generator are made there: z ~ q(z|x), token deletion, word dropout)."""
+    states = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def set_rng_states(states: dict[str, torch.Tensor], device: torch.device) -> None:
+    """Put back what rng_states gave; a GPU's stream only where `device` is a GPU (a CPU run ignores it)."""
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+@contextmanager
+def forked(device: torch.device) -> Iterator[None]:
+    """Within the block, draws from the global streams (the CPU's, and `device`'s where it is a GPU) leave them as they
+    were outside it."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        yield

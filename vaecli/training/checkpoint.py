@@ -18,6 +18,7 @@ import torch
 from vaecli.errors import ModelDirError
 from vaecli.files.atomic import atomic_save, atomic_write_bytes, disk_full, is_disk_full
 from vaecli.modeling.layout import CHECKPOINT_DIR, CHECKPOINT_OLD, CHECKPOINT_TMP, OPTIMIZER_NAME, TRAINER_STATE_NAME
+from vaecli.modeling.randomness import set_rng_states
 from vaecli.modeling.vae import VAEModel
 
 
@@ -44,8 +45,9 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(out: Path, model: VAEModel, optimizer: torch.optim.Optimizer, scheduler: Any, trainer: dict[str, Any], rng: list[torch.Tensor]) -> Path:
-    """Write the checkpoint aside, then rename it into place; `rng` holds each process's torch RNG state."""
+def save_checkpoint(out: Path, model: VAEModel, optimizer: torch.optim.Optimizer, scheduler: Any, trainer: dict[str, Any],
+                    rng: list[dict[str, torch.Tensor]]) -> Path:
+    """Write the checkpoint aside, then rename it into place; `rng` holds each process's random streams (rng_states)."""
     from safetensors.torch import save_file
 
     final, tmp, old = out / CHECKPOINT_DIR, out / CHECKPOINT_TMP, out / CHECKPOINT_OLD
@@ -53,8 +55,8 @@ def save_checkpoint(out: Path, model: VAEModel, optimizer: torch.optim.Optimizer
     try:
         model.save_pretrained(tmp)
         tensors, meta = _flatten_optimizer(optimizer.state_dict())
-        for index, state in enumerate(rng):
-            tensors[f"rng.torch.{index}"] = state
+        for index, states in enumerate(rng):
+            tensors.update({f"rng.{name}.{index}": state for name, state in states.items()})
         atomic_save(tmp / OPTIMIZER_NAME, lambda path: save_file(tensors, path))
         state = {"trainer": trainer, "optimizer": meta, "scheduler": scheduler.state_dict()}
         atomic_write_bytes(tmp / TRAINER_STATE_NAME, (json.dumps(state, indent=1) + "\n").encode())
@@ -87,8 +89,10 @@ def load_trainer_state(path: Path) -> dict[str, Any]:
         raise ModelDirError(f"checkpoint {path} is unreadable ({e}); start again with --overwrite") from None
 
 
-def restore(path: Path, optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any], process: int = 0) -> None:
-    """Load optimizer moments, the LR schedule and this process's RNG state saved in `path`."""
+def restore(path: Path, optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any], process: int = 0,
+            device: torch.device = torch.device("cpu")) -> None:
+    """Load optimizer moments, the LR schedule and this process's random streams saved in `path` (a GPU's on `device`
+    where it is one)."""
     from safetensors.torch import load_file
 
     tensors = load_file(str(path / OPTIMIZER_NAME))
@@ -97,4 +101,4 @@ def restore(path: Path, optimizer: torch.optim.Optimizer, scheduler: Any, state:
     key = f"rng.torch.{process}"
     if key not in tensors:
         raise ModelDirError(f"checkpoint {path} was written by fewer processes; resume with the same number of processes")
-    torch.set_rng_state(tensors[key])
+    set_rng_states({name: tensors[f"rng.{name}.{process}"] for name in ("torch", "cuda") if f"rng.{name}.{process}" in tensors}, device)

@@ -31,6 +31,7 @@ from time import perf_counter
 import numpy as np
 import torch
 
+from vaecli.modeling.randomness import forked
 from vaecli.modeling.tokens import length_batches
 
 PROBE_PASSES = 6
@@ -59,25 +60,34 @@ def validation_seconds(timed: float, few: np.ndarray, every: np.ndarray, batch_s
 def seconds_per_token(passes: Iterator[dict[str, torch.Tensor]], run_pass: Callable[[dict[str, torch.Tensor]], None],
                       count: int = PROBE_PASSES) -> float:
     """Seconds of `run_pass` (a forward and backward) per padded token, timed over `count` batches after one untimed;
-    the global random generator is restored afterwards."""
-    with torch.random.fork_rng(devices=[]):
-        run_pass(next(passes))
+    the global random generators (the CPU's, the batches' GPU's) are restored afterwards."""
+    first = next(passes)
+    device = first["input_ids"].device
+    with forked(device):
+        run_pass(first)
         seconds, tokens = 0.0, 0
         for _ in range(count):
             batch = next(passes)
-            started = perf_counter()
-            run_pass(batch)
-            seconds += perf_counter() - started
+            seconds += seconds_of(lambda: run_pass(batch), device)
             tokens += batch["input_ids"].numel()
     return seconds / max(1, tokens)
 
 
-def seconds_of(action: Callable[[], object]) -> float:
-    """Seconds `action` takes; the global random generator is restored afterwards."""
-    with torch.random.fork_rng(devices=[]):
+def seconds_of(action: Callable[[], object], device: torch.device = torch.device("cpu")) -> float:
+    """Seconds `action` takes on `device` (a GPU computes after the call returns: it is waited for); the global random
+    generators are restored afterwards."""
+    with forked(device):
+        finished(device)
         started = perf_counter()
         action()
+        finished(device)
         return perf_counter() - started
+
+
+def finished(device: torch.device) -> None:
+    """Wait for what `device` was given to compute (a GPU's kernels run after the calls that queue them return)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def update_seconds(params: list[torch.nn.Parameter], make_optimizer: Callable[[], torch.optim.Optimizer], clip: float) -> float:
@@ -98,7 +108,7 @@ def update_seconds(params: list[torch.nn.Parameter], make_optimizer: Callable[[]
                 torch.nn.utils.clip_grad_norm_(params, clip)
             optimizer.step()
 
-        return seconds_of(update)
+        return seconds_of(update, params[0].device if params else torch.device("cpu"))
     finally:
         for p, grad in zip(params, saved):
             p.grad = grad

@@ -1,5 +1,5 @@
-"""The schedules of a phase, defined on its real number of optimizer steps: the learning rate's shape and phase 2's KL
-weight.
+"""The schedules of a phase, defined on its real number of optimizer steps: the learning rate's shape, phase 2's KL
+weight and --distill's weight.
 
 Step `s` counts from 0 to `total - 1`. With `ramp` = r:
 
@@ -68,3 +68,9 @@ def beta_curve(training: dict, offset: int) -> tuple[list[int], list[float]] | N
         xs += [offset + s + 1 for s in range(total)]
         ys += [beta_at(s, total, cfg["beta_schedule"], cfg["beta_max"], cfg["beta_cycles"], cfg["beta_ramp"]) for s in range(total)]
     return xs, ys
+
+
+def distill_at(step: int, total: int, weight: float, decay: bool) -> float:
+    """--distill's weight at step `s` of `total`: `weight` throughout, or with --distill-decay falling linearly from it to 0
+    at `total` (a phase that re-times itself goes on from the weight it has at its new length)."""
+    return weight * max(0.0, 1.0 - step / total) if decay and total > 0 else weight

@@ -20,6 +20,7 @@ from vaecli.config import VALID_BATCH_MIN, TrainConfig
 from vaecli.errors import ConfigError, Interrupted, RunError
 from vaecli.modeling.layout import CHECKPOINT_DIR, WEIGHTS_NAME
 from vaecli.modeling.precision import frozen_weights_cast_once, training_attention
+from vaecli.modeling.randomness import rng_states
 from vaecli.modeling.tokens import length_batches
 from vaecli.modeling.vae import VAEModel
 from vaecli.training.checkpoint import restore, save_checkpoint
@@ -38,7 +39,7 @@ from vaecli.training.pace import (
     validation_seconds,
 )
 from vaecli.training.prior import fit_aggregate_prior
-from vaecli.training.schedule import WarmupDecay, beta_at
+from vaecli.training.schedule import WarmupDecay, beta_at, distill_at
 from vaecli.training.setup import Event, Run, start_run, versions
 from vaecli.training.validation import validate
 
@@ -108,7 +109,7 @@ def phase_steps(run: Run, phase: int, start_step: int, params: list[torch.nn.Par
     total = run.phase_steps(phase)
     optimizer, scheduler = make_optimizer(model, params, cfg, total)
     if start_step > 0 and run.checkpoint_dir is not None:
-        restore(run.checkpoint_dir, optimizer, scheduler, run.resume_state, acc.process_index)
+        restore(run.checkpoint_dir, optimizer, scheduler, run.resume_state, acc.process_index, acc.device)
     if start_step == 0:
         run.keeper = Keeper()
     wrapped, optimizer = acc.prepare(model, optimizer)
@@ -122,7 +123,7 @@ def phase_steps(run: Run, phase: int, start_step: int, params: list[torch.nn.Par
             raise Interrupted(checkpoint(run, optimizer, scheduler, phase, step))
         batch = next(stream)
         beta = 0.0 if phase == 1 else beta_at(step, total, cfg.beta_schedule, cfg.beta_max, cfg.beta_cycles, cfg.beta_ramp)
-        out = forward(run, wrapped, batch, phase, beta, protected)
+        out = forward(run, wrapped, batch, phase, beta, protected, distill_at(step, total, cfg.distill, cfg.distill_decay))
         if not torch.isfinite(out.loss):
             raise RunError(f"the loss became {out.loss.item()} at phase {phase} step {step + 1}; lower --lr (now {cfg.lr}) or try "
                            f"--bf16 no; the last checkpoint is in {run.run_dir.path / CHECKPOINT_DIR}")
@@ -186,15 +187,17 @@ def retime(run: Run, phase: int, scheduler: Any, step: int, elapsed: float, spen
     return total
 
 
-def forward(run: Run, wrapped: Any, batch: dict[str, torch.Tensor], phase: int, beta: float, protected: list[int]) -> Any:
-    """The training forward of one batch: the phase's token deletion on the encoder's input, then the VAE's loss."""
+def forward(run: Run, wrapped: Any, batch: dict[str, torch.Tensor], phase: int, beta: float, protected: list[int],
+            distill: float | None = None) -> Any:
+    """The training forward of one batch: the phase's token deletion on the encoder's input, then the VAE's loss (--distill's
+    weight `distill`, else its setting)."""
     cfg, acc, model = run.cfg, run.accelerator, run.model
     denoise = cfg.phase1_denoise if phase == 1 else cfg.denoise
     noisy_ids, noisy_mask = delete_tokens(batch["input_ids"], batch["attention_mask"], denoise, model.input_pad_id, protected)
     with training_attention(acc.device.type, acc.mixed_precision == "bf16"):
         return wrapped(noisy_ids, noisy_mask, batch.get("target_ids", batch["input_ids"]), batch.get("target_mask", batch["attention_mask"]),
                        beta=beta, free_bits=0.0 if phase == 1 else cfg.free_bits, word_dropout=cfg.word_dropout, bow=cfg.bow,
-                       distill=cfg.distill)
+                       distill=cfg.distill if distill is None else distill)
 
 
 def time_steps(run: Run, phase: int, params: list[torch.nn.Parameter], protected: list[int]) -> None:
@@ -215,7 +218,7 @@ def time_steps(run: Run, phase: int, params: list[torch.nn.Parameter], protected
     if len(run.valid_data):
         size = max(cfg.batch_size, VALID_BATCH_MIN)
         few = run.valid_data.split(min(size, len(run.valid_data)))[1]
-        valid_seconds = validation_seconds(seconds_of(lambda: validate(model, few, size, cfg.seed, acc)), few.lengths, run.valid_data.lengths, size)
+        valid_seconds = validation_seconds(seconds_of(lambda: validate(model, few, size, cfg.seed, acc), acc.device), few.lengths, run.valid_data.lengths, size)
     step_seconds, valid_seconds = acc.gather(torch.tensor([[step_seconds, valid_seconds]], device=acc.device)).max(dim=0).values.tolist()
     run.timed_validation[phase] = valid_seconds
     minutes = run.phase_minutes(phase)
@@ -309,7 +312,7 @@ def shown_reconstructions(model: VAEModel, data: Any) -> list[tuple[str, str]]:
 def checkpoint(run: Run, optimizer: Any, scheduler: Any, phase: int, step: int) -> Path:
     """Write what --resume needs (every process's RNG state included); returns the checkpoint's path."""
     acc = run.accelerator
-    rng = [torch.get_rng_state()]
+    rng = [rng_states(acc.device)]
     if acc.num_processes > 1:
         from accelerate.utils import gather_object
 
