@@ -43,8 +43,8 @@ def build_minilm() -> tuple[Any, Any, list[str]]:
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load report lists the fresh cross-attention: expected
     try:
-        model = EncoderDecoderModel.from_encoder_decoder_pretrained(str(path), str(path), **{f"{part}_{key}": value for part in ("encoder", "decoder")
-                                                                                             for key, value in NO_HUB_KERNELS.items()})
+        both = {f"{part}_{key}": value for key, value in NO_HUB_KERNELS.items() for part in ("encoder", "decoder")}
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(str(path), str(path), **both)
     finally:
         hf_logging.set_verbosity(verbosity)
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)

@@ -67,6 +67,8 @@ def convert(gguf: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    from vaecli.modeling.backbones import NO_HUB_KERNELS  # here: backbones imports this module
+
     try:
         import gguf as _  # noqa: F401
     except ImportError:
@@ -74,7 +76,7 @@ def convert(gguf: Path, out: Path) -> None:
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, use_kernels=False)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, **NO_HUB_KERNELS)
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     finally:
         hf_logging.set_verbosity(verbosity)
