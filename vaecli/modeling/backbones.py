@@ -11,14 +11,10 @@ from typing import Any
 
 from vaecli.config import EMBEDDED_DECODER, EMBEDDED_ENCODER, ENCODER_IS_DECODER, VAEConfig
 from vaecli.errors import ModelDirError
-from vaecli.modeling.hub import hub_offline
+from vaecli.modeling.hub import NO_HUB_KERNELS, hub_offline
 from vaecli.modeling.layout import is_model_dir
 from vaecli.modeling.vae import VAEModel
 
-NO_HUB_KERNELS = {"use_kernels": False}
-"""What every pretrained load passes: transformers 5 swaps layers for compiled kernels that it downloads from the hub
-wherever the `kernels` package is installed (transformers requires it) and a GPU is used: code from the network, refused
-offline ("kernels-community/rotary ... not available in the local cache", found on an H200 in round twenty-four)."""
 # Parts of the BERT2BERT decoder with no pretrained weights (the sentence-transformers export has no
 # LM-head transform, and BERT has no cross-attention): they train even with --freeze-decoder.
 MINILM_FRESH = ["crossattention", "cls.predictions.transform"]

