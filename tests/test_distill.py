@@ -165,13 +165,16 @@ def test_finetune_with_distill_logs_it(llama_dir, corpus, valid, t5_dir, tmp_pat
     assert refused.exit_code == 2 and refused.stderr.count("\n") == 1 and "--distill teaches a causal LM decoder" in refused.stderr
 
 
-def test_distill_decay_falls_linearly_to_0_over_the_phase(llama_dir, corpus, tmp_path, monkeypatch):
-    from vaecli.training import trainer
+def test_distill_decay_holds_then_falls_linearly_to_0_over_the_phase(llama_dir, corpus, tmp_path, monkeypatch):
+    from vaecli.training import schedule, trainer
     from vaecli.training.schedule import distill_at
 
-    assert [distill_at(s, 4, 2.0, True) for s in range(4)] == [2.0, 1.5, 1.0, 0.5]
-    assert [distill_at(s, 4, 2.0, False) for s in range(4)] == [2.0] * 4
+    assert schedule.DISTILL_HOLD == 300
+    assert [distill_at(s, 300, 2.0, True) for s in (0, 150, 299)] == [2.0] * 3  # the quick start's phase: the full weight
+    assert [distill_at(s, 700, 2.0, True) for s in (0, 299, 300, 400, 600, 699)] == [2.0, 2.0, 2.0, 1.5, 0.5, 0.005]
+    assert [distill_at(s, 700, 2.0, False) for s in (0, 400, 699)] == [2.0] * 3
     assert distill_at(3, 0, 2.0, True) == 2.0  # no steps: nothing to fall over
+    monkeypatch.setattr(schedule, "DISTILL_HOLD", 2)
     weights, forward = [], trainer.forward
 
     def spy(run, wrapped, batch, phase, beta, protected, distill=None):
@@ -183,5 +186,5 @@ def test_distill_decay_falls_linearly_to_0_over_the_phase(llama_dir, corpus, tmp
                                       "--batch-size", "8", "--bf16", "no", "--latent-dim", "8", "--valid-size", "20", "--distill", "2",
                                       "--distill-decay"], env={"HF_HUB_OFFLINE": "1"})
     assert result.exit_code == 0, result.stderr
-    assert weights == [2.0, 1.5, 1.0, 0.5]
+    assert weights == [2.0, 2.0, 2.0, 1.0]
     assert json.loads((tmp_path / "m" / "training.json").read_text())["config"]["distill_decay"] is True

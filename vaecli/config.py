@@ -318,8 +318,8 @@ class TrainConfig(ModelSettings):
                                          "when it reads the sentence itself in its context: the LM that has read the sentence teaches "
                                          "the one that reads z (vaecli/modeling/distill.py; causal LM only; 0 = off). Default: 2 where "
                                          "the LM reads its own sentences (--encoder decoder), else 0.")
-    distill_decay: bool = setting(False, "--distill's weight falls linearly to 0 over each phase (the hour: validation token accuracy "
-                                         "78.5% against 76.8%; README, round twenty-four).")
+    distill_decay: bool = setting(False, "--distill's weight holds for a phase's first 300 steps (training/schedule.py DISTILL_HOLD), "
+                                         "then falls linearly to 0 at the phase's end (README, rounds twenty-four and twenty-five).")
     beta_schedule: BetaSchedule = setting("cyclical", "Phase-2 KL weight schedule over the real number of phase-2 steps: constant, "
                                                       "linear or cyclical.")
     beta_max: float = setting(1.0, "Largest KL weight.")
