@@ -123,6 +123,10 @@ def test_family_defaults():
     assert TrainConfig(train_file="x", encoder="minilm", distill=1.0).distill == 1.0
     assert TrainConfig.from_dict({"train_file": "x"}).distill == 0.0  # a run saved before the default trained without it
     assert TrainConfig.from_dict(causal.to_dict()).distill == 2.0
+    # --distill-decay: on for a causal LM, off for an encoder-decoder; a run saved before it was a default trained without it
+    assert (causal.distill_decay, seq2seq.distill_decay, TrainConfig(train_file="x", distill_decay=False).distill_decay) == (True, False, False)
+    assert TrainConfig.from_dict({"train_file": "x"}).distill_decay is False
+    assert TrainConfig.from_dict(causal.to_dict()).distill_decay is True
 
 
 @pytest.mark.parametrize("lm", ["llama", "gpt2"])

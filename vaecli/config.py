@@ -66,7 +66,8 @@ VALID_BATCH_MIN = 32
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "seq2seq": {"latent_dim": 32, "layers": "last", "pooling": "mean", "injection": "memory", "prefix_slots": 1, "init_logvar": 0.0,
                 "vocab_bias": False, "new_lr_scale": 1.0, "calibrate": False, "vocab_fit": False, "mu_fit": False, "freeze_decoder": False,
-                "phase1_steps": 1000, "phase2_steps": 2000, "phase1_minutes": None, "lora": 0, "batch_size": 32, "distill": 0.0},
+                "phase1_steps": 1000, "phase2_steps": 2000, "phase1_minutes": None, "lora": 0, "batch_size": 32, "distill": 0.0,
+                "distill_decay": False},
     # Measured for MiniLM + SmolLM2 (README, "Measured"): a frozen decoder and calibration make the LM read z
     # (benchmarks/levers.py); 8 prefix slots lower Rec in fewer steps than 1 (benchmarks/fidelity.py); a latent
     # of 256 pooled from the mean of all encoder layers, its layers at 3x the learning rate, carries the words
@@ -74,21 +75,20 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     # add to it. Phase 2 (beta > 0) on a z of ~750 nats destroys what phase 1 built at this budget (training Rec
     # 14 -> 70 within 20 steps, decoder frozen or not): one hour of 2 CPU cores goes to phase 1, and phase 2 runs
     # when asked for. These settings carried over when the default encoder became the LM itself (ENCODER_IS_DECODER:
-    # valid Rec 15.7 against MiniLM's 18.9 at step 1000 of the hour-long run). 3800 phase-1 steps are the hour since the
-    # step became 1.5x cheaper (training.trainer: the math attention kernel in bf16 on a CPU, AdamW fused; 2800 before).
+    # valid Rec 15.7 against MiniLM's 18.9 at step 1000 of the hour-long run).
     # --vocab-bias won the hour-long run against the same default without it (held-out WordNet token accuracy 74.2% -> 75.7%,
     # BLEU 43.6 -> 46.0, exact match 30.0% -> 32.0%); not measured for an encoder-decoder, so off there.
     # Attention pooling (4 learned queries over the tokens) won the hour-long run against the mean (validation token accuracy
     # 75.8% -> 78.2%; held-out BLEU 46.0 -> 47.9, exact 32.0% -> 35.3%); the encoder-decoder keeps the mean (not measured there).
     # --vocab-fit (the vocabulary bias starts as a fit of the sentence's words on z) won at 110 and 460 steps (validation
-    # token accuracy 29.3% -> 34.9% at 110 on train-10k; held-out 56.4% -> 58.7%, exact 7.3% -> 9.7% at 460); over the
-    # hour its head start is gone by step 1000 (validation 66.1% against 65.8% without it; 76.0% at the end).
-    # Phase 1 is an hour of this machine (--phase1-minutes 60; the phase re-times itself as it goes, training.pace).
+    # token accuracy 29.3% -> 34.9% at 110 on train-10k; held-out 56.4% -> 58.7% at 460); level over the hour.
     # --distill 2 (the LM that has read the sentence teaches the one that reads z) won the quick start's 200 steps (held-out
-    # token accuracy +3.7, +4.6 points, two seeds), level at the hour; on where the teacher reads in the reader's pass.
+    # token accuracy +3.7, +4.6 points, two seeds), level at the hour; on where the teacher reads in the reader's pass. Its
+    # weight falling to 0 after a phase's first 300 steps (--distill-decay) won the hour (validation +0.9 points at equal steps).
     "causal": {"latent_dim": 256, "layers": "mean", "pooling": "attention", "injection": "both", "prefix_slots": 8, "init_logvar": -6.0,
                "vocab_bias": True, "new_lr_scale": 3.0, "calibrate": True, "vocab_fit": True, "mu_fit": False, "freeze_decoder": True,
-               "phase1_steps": 0, "phase2_steps": 0, "phase1_minutes": 60.0, "lora": 16, "batch_size": 16, "distill": 2.0},
+               "phase1_steps": 0, "phase2_steps": 0, "phase1_minutes": 60.0, "lora": 16, "batch_size": 16, "distill": 2.0,
+               "distill_decay": True},
 }
 """Defaults that differ by model family: `seq2seq` (an encoder-decoder) and `causal` (an encoder + a causal LM)."""
 FAMILY_INJECTIONS: dict[str, tuple[str, ...]] = {"seq2seq": INJECTIONS, "causal": ("prefix", "embedding", "both")}
@@ -318,8 +318,8 @@ class TrainConfig(ModelSettings):
                                          "when it reads the sentence itself in its context: the LM that has read the sentence teaches "
                                          "the one that reads z (vaecli/modeling/distill.py; causal LM only; 0 = off). Default: 2 where "
                                          "the LM reads its own sentences (--encoder decoder), else 0.")
-    distill_decay: bool = setting(False, "--distill's weight holds for a phase's first 300 steps (training/schedule.py DISTILL_HOLD), "
-                                         "then falls linearly to 0 at the phase's end (README, rounds twenty-four and twenty-five).")
+    distill_decay: bool | None = setting(None, "--distill's weight holds for a phase's first 300 steps (training/schedule.py "
+                                                "DISTILL_HOLD), then falls linearly to 0 at the phase's end (README, round twenty-five).")
     beta_schedule: BetaSchedule = setting("cyclical", "Phase-2 KL weight schedule over the real number of phase-2 steps: constant, "
                                                       "linear or cyclical.")
     beta_max: float = setting(1.0, "Largest KL weight.")
@@ -445,6 +445,6 @@ class TrainConfig(ModelSettings):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        data = {"distill": 0.0, **data}  # a run saved before --distill had a family default trained without it
+        data = {"distill": 0.0, "distill_decay": False, **data}  # a run saved before either had a family default trained without it
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
