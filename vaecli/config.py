@@ -62,6 +62,7 @@ to the sentence itself (README, "Measured", paraphrases)."""
 # Validation (forward only) runs batches of at least this many sentences: on 2 CPU cores the default model validates
 # 320 WordNet sentences in 14.6 s at 32 a batch against 21.7 s at --batch-size 16 (and 20.5 s at 64).
 VALID_BATCH_MIN = 32
+DISTILL_HOLD = 300  # --distill-decay: a phase's steps at --distill's full weight before it falls (training.schedule.distill_at)
 
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "seq2seq": {"latent_dim": 32, "layers": "last", "pooling": "mean", "injection": "memory", "prefix_slots": 1, "init_logvar": 0.0,
@@ -72,10 +73,9 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     # (benchmarks/levers.py); 8 prefix slots lower Rec in fewer steps than 1 (benchmarks/fidelity.py); a latent
     # of 256 pooled from the mean of all encoder layers, its layers at 3x the learning rate, carries the words
     # best at equal wall-clock (benchmarks/latent.py), and batches of 16 with LoRA rank-16 adapters on the frozen LM
-    # add to it. Phase 2 (beta > 0) on a z of ~750 nats destroys what phase 1 built at this budget (training Rec
-    # 14 -> 70 within 20 steps, decoder frozen or not): one hour of 2 CPU cores goes to phase 1, and phase 2 runs
-    # when asked for. These settings carried over when the default encoder became the LM itself (ENCODER_IS_DECODER:
-    # valid Rec 15.7 against MiniLM's 18.9 at step 1000 of the hour-long run).
+    # add to it. Phase 2 (beta > 0) on a z of ~750 nats destroys what phase 1 built at this budget (training Rec 14 -> 70 within
+    # 20 steps, decoder frozen or not): one hour of 2 CPU cores goes to phase 1, and phase 2 runs when asked for. These settings
+    # carried over when the encoder became the LM itself (ENCODER_IS_DECODER: valid Rec 15.7 against MiniLM's 18.9 at step 1000).
     # --vocab-bias won the hour-long run against the same default without it (held-out WordNet token accuracy 74.2% -> 75.7%,
     # BLEU 43.6 -> 46.0, exact match 30.0% -> 32.0%); not measured for an encoder-decoder, so off there.
     # Attention pooling (4 learned queries over the tokens) won the hour-long run against the mean (validation token accuracy
@@ -318,8 +318,8 @@ class TrainConfig(ModelSettings):
                                          "when it reads the sentence itself in its context: the LM that has read the sentence teaches "
                                          "the one that reads z (vaecli/modeling/distill.py; causal LM only; 0 = off). Default: 2 where "
                                          "the LM reads its own sentences (--encoder decoder), else 0.")
-    distill_decay: bool | None = setting(None, "--distill's weight holds for a phase's first 300 steps (training/schedule.py "
-                                                "DISTILL_HOLD), then falls linearly to 0 at the phase's end (README, round twenty-five).")
+    distill_decay: bool | None = setting(None, f"--distill's weight holds for a phase's first {DISTILL_HOLD} steps, then falls linearly "
+                                                "to 0 at the phase's end (README, rounds twenty-four and twenty-five).")
     beta_schedule: BetaSchedule = setting("cyclical", "Phase-2 KL weight schedule over the real number of phase-2 steps: constant, "
                                                       "linear or cyclical.")
     beta_max: float = setting(1.0, "Largest KL weight.")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 
+from vaecli.config import DISTILL_HOLD
+
 
 class WarmupDecay:
     """The learning rate's multiplier at step `s` of a phase of `total` steps: a linear warm-up over `warmup` steps, then a
@@ -70,16 +72,12 @@ def beta_curve(training: dict, offset: int) -> tuple[list[int], list[float]] | N
     return xs, ys
 
 
-DISTILL_HOLD = 300
-"""--distill-decay holds --distill's full weight for this many steps of a phase before it falls: the quick start's whole
-phase (200-270 steps), where the full weight won (held-out token accuracy +3.7, +4.6 points at 200 steps, two seeds) and a
-weight falling from step 0 lost 3.5 points on one of two seeds (README, round twenty-four)."""
-
-
 def distill_at(step: int, total: int, weight: float, decay: bool) -> float:
     """--distill's weight at step `s` of `total`: `weight` throughout, or with --distill-decay `weight` for the first
     DISTILL_HOLD steps, then falling linearly to 0 at `total` (a phase that re-times itself goes on from the weight it has
-    at its new length)."""
+    at its new length). The hold is the quick start's phase (200-270 steps on rounds nineteen to twenty-four's machine),
+    where the full weight won (held-out token accuracy +3.7, +4.6 points at 200 steps, two seeds) and a weight falling
+    from step 0 lost 3.5 points on one of two seeds; the fall won the hour (README, rounds twenty-four and twenty-five)."""
     if not decay or total <= DISTILL_HOLD:
         return weight
     return weight * max(0.0, min(1.0, (total - step) / (total - DISTILL_HOLD)))
