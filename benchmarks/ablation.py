@@ -40,7 +40,7 @@ def run(name: str, extra: list[str], args: argparse.Namespace, workdir: Path) ->
              "--threads", "1", "--seed", "0", *extra]
     subprocess.run(train, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     evaluate = [sys.executable, "-m", "vaecli", "evaluate", str(args.valid), "--model", str(out), "--iw-samples", str(args.iw_samples),
-                "--limit", str(args.eval_n), "--json"]
+                "--limit", str(args.eval_n), "--refine", "0", "--json"]
     result = json.loads(subprocess.run(evaluate, check=True, env=env, capture_output=True, text=True).stdout)
     return {"name": name, **result}
 

@@ -28,7 +28,7 @@ def main() -> None:
     vae = TextVAE.from_pretrained(args.model)
     texts = read_lines(path=args.test).texts[: args.limit]
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16("auto", vae.num_parameters())):  # encode runs in inference mode
-        mu = torch.from_numpy(vae.encode(texts))
+        mu = torch.from_numpy(vae.encode(texts, refine=0))
     targets = vae.family.target_ids(texts, vae.config.max_length)
     print(f"{args.model}: {len(texts)} sentences of {args.test}, decoded from mu\n")
     print("| beam | BLEU | exact match | fluency of the reconstructions | seconds (decoding and fluency scoring) | x greedy |")

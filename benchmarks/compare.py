@@ -82,10 +82,10 @@ def main() -> None:
             started = time.perf_counter()
             out = finetune(cfg)
             vae = TextVAE.from_pretrained(out)
-            m = evaluate(vae, texts, iw_samples=10, beam=1)
+            m = evaluate(vae, texts, iw_samples=10, beam=1, refine=0)
             example = {
-                "reconstructions": list(zip(texts[:10], vae.decode(vae.encode(texts[:10]), beam=1))),
-                "interpolation": vae.interpolate(*PAIR, steps=5),
+                "reconstructions": list(zip(texts[:10], vae.decode(vae.encode(texts[:10], refine=0), beam=1))),
+                "interpolation": vae.interpolate(*PAIR, steps=5, refine=0),
                 "samples": vae.sample(SAMPLES, seed=0),
             }
             rows.append((name, speeds[name], steps, time.perf_counter() - started, m, example["samples"]))

@@ -79,8 +79,8 @@ def main() -> None:
             out = run(name, steps, data, args.threads, args.eval, str(Path(tmp) / "run"))
             seconds = time.perf_counter() - started
             vae = TextVAE.from_pretrained(out)
-            m = evaluate(vae, texts, iw_samples=1, beam=1)
-            examples = list(zip(texts[:3], vae.decode(vae.encode(texts[:3]), beam=1)))
+            m = evaluate(vae, texts, iw_samples=1, beam=1, refine=0)
+            examples = list(zip(texts[:3], vae.decode(vae.encode(texts[:3], refine=0), beam=1)))
         rows.append((name, steps, seconds, m))
         print(json.dumps({"variant": name, "steps": steps, "seconds": seconds, **m, "examples": examples}), flush=True)
     print(f"\nphase 1 of MiniLM + SmolLM2 on {args.data}, {args.minutes:g} minutes of {args.threads} thread(s) per variant "

@@ -140,13 +140,13 @@ def job(name: str, steps1: int, steps2: int, data: Path, threads: int, n_eval: i
     seconds = time.perf_counter() - started
     vae = TextVAE.from_pretrained(out)
     texts = read_lines(path=str(data / "valid.txt")).texts[:n_eval]
-    m = evaluate(vae, texts, iw_samples=1, samples=samples, seed=0, beam=1)
+    m = evaluate(vae, texts, iw_samples=1, samples=samples, seed=0, beam=1, refine=0)
     standard_texts, standard = generated_quality(vae, prior(vae, samples, seed=0), no_repeat_ngram=4)
     aggregate_texts = vae.sample(5, seed=0)
-    path = vae.interpolate(*PAIR, steps=5, beam=1)
+    path = vae.interpolate(*PAIR, steps=5, beam=1, refine=0)
     return {"variant": name, "steps": [steps1, steps2], "train_seconds": round(seconds), **m,
             **{f"standard_{k}": v for k, v in standard.items()},
-            "examples": list(zip(texts[:10], vae.decode(vae.encode(texts[:10]), beam=1))), "interpolation": path,
+            "examples": list(zip(texts[:10], vae.decode(vae.encode(texts[:10], refine=0), beam=1))), "interpolation": path,
             "aggregate_samples": aggregate_texts, "standard_samples": standard_texts[:5]}
 
 

@@ -57,7 +57,7 @@ def train_and_evaluate(args: argparse.Namespace, **settings: object) -> None:
     trainer.finetune(cfg, overwrite=True)
     seconds = time.perf_counter() - started
     vae = TextVAE.from_pretrained(args.out)
-    m = evaluate(vae, read_lines(path=args.test).texts[: args.limit], iw_samples=1, samples=20, seed=0)
+    m = evaluate(vae, read_lines(path=args.test).texts[: args.limit], iw_samples=1, samples=20, seed=0, refine=0)
     print(json.dumps({"train_s": round(seconds), **{k: m[k] for k in COLUMNS}}))
 
 

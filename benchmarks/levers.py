@@ -71,8 +71,8 @@ def main() -> None:
             seconds = time.perf_counter() - started
             speed = json.loads((out / "training.json").read_text())["resolved"]["steps_per_second"]["phase1"]
             vae = TextVAE.from_pretrained(out)
-            m = evaluate(vae, texts, iw_samples=1, beam=1)
-            sample = vae.decode(vae.encode(texts[:3]), beam=1)
+            m = evaluate(vae, texts, iw_samples=1, beam=1, refine=0)
+            sample = vae.decode(vae.encode(texts[:3], refine=0), beam=1)
             rows.append((name, speed, seconds, m))
             print(json.dumps({"variant": name, "steps_per_s": speed, "seconds": seconds, **m, "examples": list(zip(texts[:3], sample))}), flush=True)
     base = rows[0][1] if rows else 1.0

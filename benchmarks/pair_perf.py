@@ -195,7 +195,7 @@ def evaluate_fns(vae, texts: list[str], k: int):
     batch = vae.tokenize_batch(texts)
 
     def ours():
-        evaluate(vae, texts, iw_samples=k, bleu=False, samples=0)
+        evaluate(vae, texts, iw_samples=k, bleu=False, samples=0, refine=0)
 
     targets, mask = batch["target_ids"].repeat(k, 1), batch["target_mask"].repeat(k, 1)
     rows = rows_per_pass(targets.shape[1], len(vae.decoder_tokenizer))  # the same memory bound as evaluate's passes

@@ -52,7 +52,7 @@ def main() -> None:
     rows = []
     for radius in (float(r) for r in args.radii.split(",")):
         started = time.perf_counter()
-        pairs = [(t, p) for i, t in enumerate(texts) for p in vae.paraphrase(t, args.n, scale=radius / PARAPHRASE_RADIUS, seed=i)]
+        pairs = [(t, p) for i, t in enumerate(texts) for p in vae.paraphrase(t, args.n, scale=radius / PARAPHRASE_RADIUS, seed=i, refine=0)]
         seconds = (time.perf_counter() - started) / len(texts)
         kept = [len(content(p) & content(t)) / len(content(t)) for t, p in pairs]
         bleu = sacrebleu.corpus_bleu([p for _, p in pairs], [[t for t, _ in pairs]]).score if pairs else float("nan")

@@ -458,7 +458,7 @@ def test_paraphrase_of_a_confident_posterior(vae, monkeypatch):
     text = "the old man"
     confident = infer.encode(vae, [text])
     confident.logvar[:] = -20.0
-    monkeypatch.setattr(infer, "encode", lambda model, texts: confident)
+    monkeypatch.setattr(infer, "encode", lambda model, texts, refine=0: confident)
     monkeypatch.setattr(vae, "aggregate_prior", AggregatePrior(confident.mu[0], 20.0 * np.eye(8, dtype=np.float32), 100))
     found = vae.paraphrase(text, 3, seed=0)
     assert len(found) == 3 and len(set(found)) == 3 and text not in found

@@ -96,7 +96,8 @@ def test_evaluate_cli_json(vae, tmp_path):
             "fluency_inputs", "fluency_reconstructions", "sample_fluency", "sample_at_limit", "midpoint_fluency"} <= set(result)
     assert result["prior"] == "standard"  # saved without training: no aggregate prior
     assert r.stderr.splitlines() == ["evaluate: importance samples 5/5 sentences", "evaluate: shuffle gap 5/5 sentences",
-                                     "evaluate: reconstructions 5/5 sentences", "evaluate: prior samples and midpoints 200/200 sentences"]
+                                     "evaluate: refined encodings 5/5 sentences", "evaluate: reconstructions 5/5 sentences",
+                                     "evaluate: prior samples and midpoints 200/200 sentences"]
     assert result["elbo"] == pytest.approx(result["rec"] + result["kl"])
     assert 0.0 <= result["exact_match"] <= 1.0
 
@@ -117,7 +118,8 @@ def test_evaluate_reports_progress_per_stage(vae):
     r = evaluate(vae, TEXTS * 8, iw_samples=2, batch_size=16, bleu=False, progress=lambda *a: calls.append(a))
     assert r["latent_dim"] == 4 and 0 <= r["au"] <= 4
     assert calls == [("importance samples", 16, 40), ("importance samples", 32, 40), ("importance samples", 40, 40),
-                     ("shuffle gap", 16, 40), ("shuffle gap", 32, 40), ("shuffle gap", 40, 40)]  # reconstructions: the CLI test
+                     ("shuffle gap", 16, 40), ("shuffle gap", 32, 40), ("shuffle gap", 40, 40),
+                     ("refined encodings", 16, 40), ("refined encodings", 32, 40), ("refined encodings", 40, 40)]  # reconstructions: the CLI test
 
 
 def test_evaluate_table_rows_name_au_of_dims_and_bleu_tokenisation():
@@ -127,8 +129,8 @@ def test_evaluate_table_rows_name_au_of_dims_and_bleu_tokenisation():
     assert rows == [
         ("Rec", "54.530", "nats/sentence, z ~ q(z|x)"),
         ("AU", "29 / 32", "active / latent dims, Cov(mu) >= 0.01"),
-        ("beam", "4", "beam width of the reconstructions from mu (1 = greedy)"),
-        ("BLEU", "12.500", "reconstructions from mu, corpus BLEU-4 (sacrebleu, 13a tokenisation)"),
+        ("beam", "4", "beam width of the reconstructions from the encoding (1 = greedy)"),
+        ("BLEU", "12.500", "reconstructions from the encoding, corpus BLEU-4 (sacrebleu, 13a tokenisation)"),
     ]
 
 

@@ -45,10 +45,12 @@ ENCODER_IS_DECODER = "decoder"  # `--encoder decoder`: the causal LM reads the s
 MODEL_DIR = "vae-model"  # where `vae finetune` writes and every other command looks, unless told
 SAMPLE_NO_REPEAT_NGRAM = 4  # `sample`'s guard: z from the prior can loop ("the King's throne ... the King's throne")
 DECODE_BEAM = 8
-"""Beam width that decodes a z made from a sentence (decode, interpolate, paraphrase, steer, analogy, evaluate's BLEU). Measured on
-the hour-long default, first 300 held-out WordNet sentences (benchmarks/beam.py, README "Measured"): with --rerank, beam 4 -> 8 took
-BLEU 52.8 -> 55.2 and exact match 42.7% -> 47.0% at 1.6x the time (6.2 -> 7.8 after 200 steps); before --rerank, 4 and 8 tied
-(BLEU 42.1, 42.0; greedy 37.1). `vae sample` stays greedy (its fluency was measured so)."""
+"""Beam width that decodes a z made from a sentence (decode, interpolate, paraphrase, steer, analogy, evaluate's BLEU): with --rerank,
+4 -> 8 took held-out BLEU 52.8 -> 55.2 at 1.6x the time (benchmarks/beam.py, README "Measured"). `vae sample` stays greedy."""
+ENCODE_REFINE = 5
+"""Gradient steps that move an encoding from the encoder's mu toward a z that gives the sentence back (inference.refine;
+`--refine`; 0: mu as the encoder gives it). Measured in README "Measured", round twenty-six."""
+REFINE_LR = 0.05  # each step's RMS per coordinate (inference.refine; z's coordinates are ~0.75 RMS after training)
 DECODE_RERANK = True
 """Whether beam search's result is chosen by the encoder among its hypotheses (inference.rerank; `--rerank/--no-rerank`)."""
 RERANK_MARGIN = 1.0
@@ -59,8 +61,7 @@ PARAPHRASE_RADIUS = 0.25
 model has one, else N(0, I)): z = mu + scale * PARAPHRASE_RADIUS * L eps, L the prior's Cholesky factor. Not the
 posterior's sigma: after training it is about 0.05 per dimension against the aggregate's 0.95, so its draws all decode
 to the sentence itself (README, "Measured", paraphrases)."""
-# Validation (forward only) runs batches of at least this many sentences: on 2 CPU cores the default model validates
-# 320 WordNet sentences in 14.6 s at 32 a batch against 21.7 s at --batch-size 16 (and 20.5 s at 64).
+# Validation (forward only) runs batches of at least this many sentences: 320 WordNet sentences in 14.6 s at 32, 21.7 s at 16.
 VALID_BATCH_MIN = 32
 DISTILL_HOLD = 300  # --distill-decay: a phase's steps at --distill's full weight before it falls (training.schedule.distill_at)
 
@@ -76,8 +77,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     # add to it. Phase 2 (beta > 0) on a z of ~750 nats destroys what phase 1 built at this budget (training Rec 14 -> 70 within
     # 20 steps, decoder frozen or not): one hour of 2 CPU cores goes to phase 1, and phase 2 runs when asked for. These settings
     # carried over when the encoder became the LM itself (ENCODER_IS_DECODER: valid Rec 15.7 against MiniLM's 18.9 at step 1000).
-    # --vocab-bias won the hour-long run against the same default without it (held-out WordNet token accuracy 74.2% -> 75.7%,
-    # BLEU 43.6 -> 46.0, exact match 30.0% -> 32.0%); not measured for an encoder-decoder, so off there.
+    # --vocab-bias won the hour (held-out token accuracy 74.2% -> 75.7%); not measured for an encoder-decoder, so off there.
     # Attention pooling (4 learned queries over the tokens) won the hour-long run against the mean (validation token accuracy
     # 75.8% -> 78.2%; held-out BLEU 46.0 -> 47.9, exact 32.0% -> 35.3%); the encoder-decoder keeps the mean (not measured there).
     # --vocab-fit (the vocabulary bias starts as a fit of the sentence's words on z) won at 110 and 460 steps (validation

@@ -32,6 +32,8 @@ def finite(value: float | None) -> float | None:
 
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model directory \\[default: $VAE_MODEL, else ./vae-model].")]
 BeamOpt = Annotated[int, typer.Option(min=1, help="Beam width (1 = greedy).")]
+RefineOpt = Annotated[int, typer.Option(min=0, max=1000, help="Gradient steps that move each sentence's encoding from the encoder's mu "
+                                                        "toward a z that gives the sentence back (0 = mu as the encoder gives it).")]
 RerankOpt = Annotated[bool, typer.Option("--rerank/--no-rerank", metavar=FLAG, help="With beam search: of the beam's hypotheses near the best, "
                                          "the one whose own encoding lies nearest z.")]
 SampleOpt = Annotated[bool, typer.Option("--sample", metavar=FLAG, help="Sample tokens (nucleus) instead of greedy/beam decoding.")]

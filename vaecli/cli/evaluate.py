@@ -8,9 +8,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vaecli.cli.common import FLAG, BeamOpt, ColumnOpt, ModelOpt, RerankOpt, err, handled, load_model, read_sentences
+from vaecli.cli.common import FLAG, BeamOpt, ColumnOpt, ModelOpt, RefineOpt, RerankOpt, err, handled, load_model, read_sentences
 from vaecli.cli.progress import StageProgress
-from vaecli.config import DECODE_BEAM, DECODE_RERANK
+from vaecli.config import DECODE_BEAM, DECODE_RERANK, ENCODE_REFINE
 from vaecli.errors import InputError
 
 
@@ -23,6 +23,7 @@ def evaluate(
     no_bleu: Annotated[bool, typer.Option("--no-bleu", metavar=FLAG, help="Skip the reconstructions (BLEU, exact match).")] = False,
     beam: BeamOpt = DECODE_BEAM,
     rerank: RerankOpt = DECODE_RERANK,
+    refine: RefineOpt = ENCODE_REFINE,
     as_json: Annotated[bool, typer.Option("--json", metavar=FLAG, help="One JSON object on stdout.")] = False,
     bf16: Annotated[str, typer.Option(help="bf16 autocast: auto (as finetune), yes or no.")] = "auto",
     threads: Annotated[int, typer.Option(min=0, help="torch threads (0 = default; 1 is faster on a busy machine).")] = 0,
@@ -50,7 +51,7 @@ def evaluate(
             torch.set_num_threads(threads)
         with StageProgress() as progress:
             result = run(vae, texts, iw_samples=iw_samples, batch_size=batch_size, seed=seed, bleu=not no_bleu, bf16=bf16, progress=progress,
-                         samples=samples, beam=beam, rerank=rerank)
+                         samples=samples, beam=beam, rerank=rerank, refine=refine)
         if result["mi"] is None:
             err("note: MI, AU and the z-shuffle gap compare sentences: with 1 sentence they are not computable (n/a)")
         if as_json or not sys.stdout.isatty():
@@ -98,9 +99,10 @@ METRIC_ROWS = [
     ("au", "AU", "active / latent dims, Cov(mu) >= 0.01"),
     ("shuffle_gap", "z-shuffle gap", "nats/sentence; ~0 = z ignored"),
     ("token_accuracy", "token accuracy", "teacher-forced from mu: target tokens that are the decoder's argmax"),
-    ("beam", "beam", "beam width of the reconstructions from mu (1 = greedy)"),
+    ("token_accuracy_refined", "token accuracy, refined", "the same from the encoding `vae encode` gives (mu refined)"),
+    ("beam", "beam", "beam width of the reconstructions from the encoding (1 = greedy)"),
     ("rerank", "rerank", "the encoder chose among the beam's hypotheses (--rerank)"),
-    ("bleu", "BLEU", "reconstructions from mu, corpus BLEU-4 (sacrebleu, 13a tokenisation)"),
+    ("bleu", "BLEU", "reconstructions from the encoding, corpus BLEU-4 (sacrebleu, 13a tokenisation)"),
     ("exact_match", "exact match", "fraction of sentences"),
     ("fluency_inputs", "fluency: inputs", "NLL per token under the decoder alone (no z)"),
     ("fluency_reconstructions", "fluency: reconstructions", "the same, of the reconstructions"),

@@ -18,6 +18,7 @@ from vaecli.cli.common import (
     ColumnOpt,
     ModelOpt,
     NoRepeatOpt,
+    RefineOpt,
     RerankOpt,
     SampleOpt,
     SeedOpt,
@@ -34,7 +35,7 @@ from vaecli.cli.common import (
     read_sentences,
     report_blank,
 )
-from vaecli.config import DECODE_BEAM, DECODE_RERANK, SAMPLE_NO_REPEAT_NGRAM
+from vaecli.config import DECODE_BEAM, DECODE_RERANK, ENCODE_REFINE, SAMPLE_NO_REPEAT_NGRAM
 from vaecli.errors import InputError
 
 MAX_STEPS = 1_000_000  # interpolate --steps: streamed a batch at a time, so only patience bounds it
@@ -56,9 +57,10 @@ def encode(
     keep: Annotated[Optional[str], typer.Option(help="Columns of -i FILE to copy into each jsonl / tsv record (comma-separated), "
                                                      "to join the vectors back to the rows.")] = None,
     seed: SeedOpt = None,
+    refine: RefineOpt = ENCODE_REFINE,
     model: ModelOpt = None,
 ) -> None:
-    """Sentences -> latent vectors (mu by default)."""
+    """Sentences -> latent vectors (mu, refined toward giving each sentence back, by default)."""
     with handled():
         from vaecli.files.atomic import atomic_open
         from vaecli.files.vectors import RESERVED_KEYS, format_of_path, write_vectors
@@ -92,7 +94,7 @@ def encode(
         def encoded() -> Iterator[tuple[list[str], dict[str, list[Any]], np.ndarray, np.ndarray]]:
             nonlocal truncated
             for sentences, extra in chunks:
-                enc = vae.posterior_of(sentences)
+                enc = vae.posterior_of(sentences, refine)
                 truncated += enc.truncated
                 yield sentences, extra, enc.sample(seed=rng) if sample else enc.mu, enc.logvar
 
@@ -172,13 +174,14 @@ def interpolate(
     b: Annotated[str, typer.Argument(metavar="B", help="End sentence.")],
     steps: Annotated[int, typer.Option(min=2, max=MAX_STEPS, help="Points on the path, both ends included.")] = 5,
     slerp: Annotated[bool, typer.Option("--slerp", metavar=FLAG, help="Spherical instead of linear path.")] = False,
-    beam: BeamOpt = DECODE_BEAM, rerank: RerankOpt = DECODE_RERANK, model: ModelOpt = None,
+    beam: BeamOpt = DECODE_BEAM, rerank: RerankOpt = DECODE_RERANK, refine: RefineOpt = ENCODE_REFINE, model: ModelOpt = None,
 ) -> None:
     """Decode a path through latent space from A's encoding to B's."""
     with handled():
         check_sentences(A=a, B=b)
         vae = load_model(model)
-        pieces = list(vae.path(a, b, steps, slerp)) if sys.stdout.isatty() else vae.path(a, b, steps, slerp)
+        pieces = vae.path(a, b, steps, slerp, refine=refine)
+        pieces = list(pieces) if sys.stdout.isatty() else pieces
         batches = vae.decode_stream((points for _, points in pieces), beam=beam, rerank=rerank)
         if not sys.stdout.isatty():
             for texts in batches:
@@ -198,14 +201,15 @@ def paraphrase(
     n: Annotated[int, typer.Option("-n", min=1, help="How many paraphrases (at most).")] = 5,
     scale: Annotated[float, typer.Option(min=0.0, callback=finite, help="How far from TEXT to draw: 1 is a quarter of the prior's spread.")] = 1.0,
     beam: BeamOpt = DECODE_BEAM, rerank: RerankOpt = DECODE_RERANK, sample_tokens: SampleOpt = False, top_p: TopPOpt = 1.0,
-    temperature: TempOpt = 1.0, no_repeat_ngram: NoRepeatOpt = 0, seed: SeedOpt = None, model: ModelOpt = None,
+    temperature: TempOpt = 1.0, no_repeat_ngram: NoRepeatOpt = 0, seed: SeedOpt = None, refine: RefineOpt = ENCODE_REFINE,
+    model: ModelOpt = None,
 ) -> None:
     """Distinct sentences decoded from around TEXT's encoding (TEXT itself left out), the nearest first."""
     with handled():
         check_sentences(TEXT=text)
         vae = load_model(model)
         found = vae.paraphrase(text, n, scale=scale, seed=seed, beam=beam, sample=sample_tokens, top_p=top_p, temperature=temperature,
-                               no_repeat_ngram=no_repeat_ngram, rerank=rerank)
+                               no_repeat_ngram=no_repeat_ngram, rerank=rerank, refine=refine)
         if len(found) < n:
             err(f"found {len(found)} distinct paraphrase(s) of {n}; try a larger --scale")
         out_lines(found)
@@ -217,22 +221,22 @@ def steer(
     target: Annotated[Path, typer.Option("--to", help="Sentences with the attribute to move towards.")],
     alpha: Annotated[float, typer.Option(callback=finite, help="How far along mean(to) - mean(from).")] = 1.0,
     column: ColumnOpt = None,
-    beam: BeamOpt = DECODE_BEAM, rerank: RerankOpt = DECODE_RERANK, model: ModelOpt = None,
+    beam: BeamOpt = DECODE_BEAM, rerank: RerankOpt = DECODE_RERANK, refine: RefineOpt = ENCODE_REFINE, model: ModelOpt = None,
 ) -> None:
     """Move TEXT along the direction from the mean encoding of --from to that of --to."""
     with handled():
         check_sentences(TEXT=text)
         src, dst = read_sentences(source, column=column, option=None), read_sentences(target, column=column, option=None)
         vae = load_model(model)
-        out_lines([vae.steer(text, src, dst, alpha, beam=beam, rerank=rerank)])
+        out_lines([vae.steer(text, src, dst, alpha, beam=beam, rerank=rerank, refine=refine)])
 
 
 def analogy(
     a: Annotated[str, typer.Argument(metavar="A")], b: Annotated[str, typer.Argument(metavar="B")], c: Annotated[str, typer.Argument(metavar="C")],
-    beam: BeamOpt = DECODE_BEAM, rerank: RerankOpt = DECODE_RERANK, model: ModelOpt = None,
+    beam: BeamOpt = DECODE_BEAM, rerank: RerankOpt = DECODE_RERANK, refine: RefineOpt = ENCODE_REFINE, model: ModelOpt = None,
 ) -> None:
     """A is to B as C is to ...: decodes C + (B - A)."""
     with handled():
         check_sentences(A=a, B=b, C=c)
         vae = load_model(model)
-        out_lines([vae.analogy(a, b, c, beam=beam, rerank=rerank)])
+        out_lines([vae.analogy(a, b, c, beam=beam, rerank=rerank, refine=refine)])

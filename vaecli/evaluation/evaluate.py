@@ -17,13 +17,16 @@ Definitions (all per sentence unless said; nats):
          with its own z. Near 0: the decoder ignores z.
 - Token accuracy: teacher-forced from mu, the share of target tokens (end token included) that are the
          decoder's argmax given z = mu and the true prefix. It moves where BLEU is still near 0.
-- BLEU, exact match: decode from mu (beam search of width `beam`, DECODE_BEAM by default as `vae decode`; 1: greedy)
+         Token accuracy refined: the same from the encoding `vae encode` gives, mu moved by `refine` gradient steps
+         toward a z that gives the sentence back (inference.refine; None with refine = 0).
+- BLEU, exact match: decode the encoding `vae encode` gives (mu, refined by `refine` steps; beam search of width `beam`,
+         DECODE_BEAM by default as `vae decode`; 1: greedy)
          against the input as the tokenizer normalises it
          (e.g. lower-cased for an uncased tokenizer); corpus BLEU-4 by sacrebleu, its defaults (13a
          tokenisation, brevity penalty, exponential smoothing).
 - Fluency (evaluation.fluency): NLL per token under the decoder alone, of the inputs, of their
          reconstructions (as decoded for BLEU), of `samples` greedy decodes of prior draws (as `vae sample` makes them) and of the
-         midpoints between random pairs of inputs' mu; with the share that never ended, mean words and distinct-2.
+         midpoints between random pairs of inputs' encodings; with the share that never ended, mean words and distinct-2.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from vaecli.config import DECODE_BEAM, DECODE_RERANK, SAMPLE_NO_REPEAT_NGRAM
+from vaecli.config import DECODE_BEAM, DECODE_RERANK, ENCODE_REFINE, SAMPLE_NO_REPEAT_NGRAM
 from vaecli.evaluation.fluency import fluency
 from vaecli.evaluation.metrics import active_units, mutual_information
 from vaecli.inference.generate import generate
+from vaecli.inference.refine import refine_rows
 from vaecli.modeling.gaussian import kl_per_dim, log_normal
 from vaecli.modeling.randomness import randn
 from vaecli.modeling.tokens import length_batches, pad_batch
@@ -77,13 +81,14 @@ def rows_per_pass(seq_len: int, vocab: int) -> int:
 def evaluate(
     model: VAEModel, texts: Sequence[str], iw_samples: int = 100, batch_size: int = 32, seed: int = 0, bleu: bool = True,
     bf16: str = "auto", progress: Progress | None = None, samples: int = 0, beam: int = DECODE_BEAM, rerank: bool = DECODE_RERANK,
+    refine: int = ENCODE_REFINE,
 ) -> dict[str, float]:
     """All metrics above over `texts`; returns a flat dict (see module docstring for units).
 
     `bf16` follows `vae finetune --bf16` (auto: models of 10M+ parameters where the hardware has bf16).
     `progress(stage, done, total)` is called after each batch; nothing here prints. `samples` > 0 adds the
     quality of that many prior samples (from the model's aggregate prior when it has one) and as many midpoints.
-    The reconstructions (BLEU, exact match) decode mu by beam search of width `beam` (1: greedy), chosen by the encoder
+    The reconstructions (BLEU, exact match) decode the encoding (mu refined by `refine` steps) by beam search of width `beam` (1: greedy), chosen by the encoder
     among the beam's hypotheses with `rerank`, as `vae decode` does.
     """
     from vaecli.modeling.precision import use_bf16
@@ -147,14 +152,26 @@ def evaluate(
         "latent_dim": model.config.latent_dim,
         "shuffle_gap": float((shuffled - rec).mean()) if n >= 2 else None,
         "token_accuracy": hits / max(tokens, 1),
+        "refine": refine,
+        "token_accuracy_refined": None,
     }
+    encoding = mu
+    if refine > 0 and n:
+        encoding = torch.from_numpy(refine_rows(model, mu.numpy(), targets, refine, batch_size,
+                                                progress=lambda done, total: report("refined encodings", done, total)))
+        refined_hits = 0
+        for rows in batches:
+            y, y_mask = _padded(targets, rows, model.pad_id, model.device)
+            with autocast:
+                refined_hits += int(model.token_hits(encoding[rows].to(model.device), y, y_mask)[0].sum())
+        result["token_accuracy_refined"] = refined_hits / max(tokens, 1)
     # No autocast below: greedy steps are small, and casting cost more than bf16 saved (measured).
     if bleu or samples > 0:
         result.update(fluency_inputs=fluency(model, texts), words_inputs=words / max(n, 1))
     if bleu:
-        result.update(reconstruction(model, targets, mu, report, beam, rerank), beam=beam, rerank=rerank and beam > 1)
+        result.update(reconstruction(model, targets, encoding, report, beam, rerank), beam=beam, rerank=rerank and beam > 1)
     if samples > 0:
-        result.update(generation_quality(model, mu.numpy(), samples, seed))
+        result.update(generation_quality(model, encoding.numpy(), samples, seed))
         report("prior samples and midpoints", 2 * samples, 2 * samples)
     # What cannot be computed (the fluency of no text at all) is None (null in JSON, n/a in the table), never a number.
     return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in result.items()}

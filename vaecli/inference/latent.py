@@ -15,6 +15,7 @@ import torch
 from vaecli.config import DECODE_BEAM, DECODE_RERANK, PARAPHRASE_RADIUS
 from vaecli.errors import InputError, VectorSizeError
 from vaecli.inference.generate import generate
+from vaecli.inference.refine import refine_rows
 from vaecli.modeling.tokens import length_batches, pad_batch, tokenize
 from vaecli.modeling.vae import VAEModel
 
@@ -34,10 +35,15 @@ class Encoded:
         return sample_posterior(self, scale, seed)
 
 
-def encode(model: VAEModel, texts: Sequence[str], batch_size: int = BATCH) -> Encoded:
-    """Posterior mean and log-variance of each text, (n, d) float32, in input order."""
+def encode(model: VAEModel, texts: Sequence[str], batch_size: int = BATCH, refine: int = 0) -> Encoded:
+    """Posterior mean and log-variance of each text, (n, d) float32, in input order; with `refine` > 0, mu is each
+    text's mean moved by that many gradient steps toward a z that gives the text back (inference.refine)."""
     ids, truncated = tokenize(model.tokenizer, list(texts), model.config.max_length)
-    return encode_ids(model, ids, truncated, batch_size)
+    enc = encode_ids(model, ids, truncated, batch_size)
+    if refine > 0:
+        targets = model.family.target_ids(list(texts), model.config.max_length) or ids
+        enc.mu = refine_rows(model, enc.mu, targets, refine, batch_size)
+    return enc
 
 
 @torch.inference_mode()
@@ -151,11 +157,12 @@ WIDEN = 1.5
 """paraphrase's radius grows by this much each round that leaves it short of n distinct sentences."""
 
 
-def paraphrase(model: VAEModel, text: str, n: int, scale: float = 1.0, seed: int | None = None, tries: int = 4, **decode_args) -> list[str]:
+def paraphrase(model: VAEModel, text: str, n: int, scale: float = 1.0, seed: int | None = None, tries: int = 4, refine: int = 0,
+               **decode_args) -> list[str]:
     """Up to n distinct sentences decoded from z = mu + r L eps around text's mu, the input itself left out; L is the
     prior's spread (prior_spread) and r = scale * PARAPHRASE_RADIUS, widened by WIDEN each round (2n draws a round,
     `tries` rounds) that leaves fewer than n. The nearest come first."""
-    mu = encode(model, [text]).mu
+    mu = encode(model, [text], refine=refine).mu
     spread = prior_spread(model)
     rng = np.random.default_rng(seed)
     seen = {" ".join(text.lower().split())}
