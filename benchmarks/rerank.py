@@ -1,8 +1,10 @@
 """The encoder choosing among a beam's hypotheses (`--rerank`) against the beam's own best: BLEU, exact match and time.
 
     python benchmarks/rerank.py --model hour_vf --test ../shared/data/wordnet/valid.txt --limit 300 --beams 4,8 --margins 0.5,1,2,inf
+    python benchmarks/rerank.py --model hourH --test ../shared/data/wordnet/valid.txt --limit 300 --beams 1,4,8 --margins 1 --refine 5
 
-mu is encoded once (as `vae evaluate` encodes it: bf16 autocast by --bf16's rule); each beam width decodes it once,
+mu is encoded once (as `vae evaluate` encodes it: bf16 autocast by --bf16's rule; with `--refine N`, then refined by N
+steps as `vae encode` does, inference.refine); each beam width decodes it once,
 keeping its whole pool of ended hypotheses, and each margin (nats per token below the best one's mean log-prob) then
 lets the encoder choose among that pool (inference.rerank.choose). Scored as `vae evaluate` scores reconstructions
 (corpus BLEU-4 by sacrebleu, exact match after whitespace normalisation, fluency of the reconstructions). "input in
@@ -32,17 +34,20 @@ def main() -> None:
     parser = held_out_parser(__doc__)
     parser.add_argument("--beams", default="4")
     parser.add_argument("--margins", default="0.5,1,2,inf")
+    parser.add_argument("--refine", type=int, default=0, help="gradient steps refining each encoding (0: the encoder's mu)")
     args = parser.parse_args()
     vae = TextVAE.from_pretrained(args.model)
     model = vae
     texts = read_lines(path=args.test).texts[: args.limit]
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16("auto", vae.num_parameters())):  # encode runs in inference mode
         mu = torch.from_numpy(vae.encode(texts, refine=0))
+    if args.refine:
+        mu = torch.from_numpy(vae.encode(texts, refine=args.refine))  # the steps run in float32 whatever the autocast
     targets = model.family.target_ids(texts, model.config.max_length)
     tok = model.decoder_tokenizer
     refs = [t.strip() for t in tok.batch_decode(targets, skip_special_tokens=True)]
     norm = [" ".join(r.split()) for r in refs]
-    print(f"{args.model}: {len(texts)} sentences of {args.test}, decoded from mu\n")
+    print(f"{args.model}: {len(texts)} sentences of {args.test}, decoded from mu" + (f" refined by {args.refine} steps" if args.refine else "") + "\n")
     print("| beam | chosen by | BLEU | exact match | input in pool | fluency of the reconstructions | seconds (decoding / choosing) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for k in (int(b) for b in args.beams.split(",")):

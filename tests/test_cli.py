@@ -437,7 +437,7 @@ def test_paraphrase_draws_at_a_share_of_the_prior_spread(vae, monkeypatch):
     """z = mu + scale * PARAPHRASE_RADIUS * WIDEN^round * L eps, L the aggregate prior's factor (I without one), 2n a round;
     the posterior's sigma plays no part."""
     text, spread = "the old man", np.array([[2.0, 0.0, *[0.0] * 6]] + [[0.5] * (k + 1) + [0.0] * (7 - k) for k in range(1, 8)], np.float32)
-    mu = vae.encode([text])
+    mu = vae.encode([text], refine=0)  # paraphrase draws around the encoder's mu
     for prior, factor in ((AggregatePrior(np.zeros(8, np.float32), spread, 100), spread), (None, np.eye(8, dtype=np.float32))):
         monkeypatch.setattr(vae, "aggregate_prior", prior)
         seen: list[np.ndarray] = []

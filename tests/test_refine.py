@@ -82,10 +82,16 @@ def test_zero_steps_give_mu_itself_and_refine_works_under_inference_mode(models)
     assert z.shape == mu.shape and not torch.equal(z, torch.from_numpy(mu))
 
 
-def test_the_cli_and_api_refine_by_default_and_refine_0_gives_the_encoders_mu(bert_dir, llama_dir, tmp_path):
+@pytest.fixture(scope="module")
+def saved(bert_dir, llama_dir, tmp_path_factory):
     torch.manual_seed(0)
-    out = tmp_path / "m"
+    out = tmp_path_factory.mktemp("refine") / "m"
     build_causal_vae(str(bert_dir), str(llama_dir), VAEConfig(latent_dim=8)).save_pretrained(out)
+    return out
+
+
+def test_the_cli_and_api_refine_by_default_and_refine_0_gives_the_encoders_mu(saved):
+    out = saved
     vae = TextVAE.from_pretrained(out)
     mu, default = vae.encode(SENTENCES[:2], refine=0), vae.encode(SENTENCES[:2])
     np.testing.assert_array_equal(default, vae.encode(SENTENCES[:2], refine=ENCODE_REFINE))
@@ -115,3 +121,27 @@ def test_evaluate_reports_token_accuracy_from_mu_and_from_the_refined_encoding(m
     with torch.no_grad():
         hits, tokens = model.token_hits(torch.from_numpy(z), batch["input_ids"], batch["attention_mask"])
     assert refined["token_accuracy_refined"] == pytest.approx(float(hits.sum() / tokens.sum()))
+
+
+def test_paraphrase_draws_around_the_encoders_mu_unless_asked_to_refine(saved, monkeypatch):
+    vae = TextVAE.from_pretrained(saved)
+    import vaecli.inference.latent as latent
+
+    centres = []
+    real = latent.decode
+
+    def decode(model, z, **args):
+        centres.append(z.mean(axis=0))
+        return real(model, z, **args)
+
+    monkeypatch.setattr(latent, "decode", decode)
+    text = SENTENCES[1]
+    for steps, expected in ((0, vae.encode(text, refine=0)), (2, vae.encode(text, refine=2))):
+        centres.clear()
+        vae.paraphrase(text, 2, scale=0.0, seed=0, refine=steps)  # scale 0: every draw is the centre
+        np.testing.assert_allclose(centres[0], expected, atol=1e-5)
+    centres.clear()
+    vae.paraphrase(text, 2, scale=0.0, seed=0)  # the default
+    np.testing.assert_allclose(centres[0], vae.encode(text, refine=0), atol=1e-5)
+    r = CliRunner().invoke(app, ["paraphrase", text, "-n", "2", "--seed", "0", "--scale", "3", "--model", str(saved)])
+    assert r.exit_code == 0 and r.stdout.splitlines() == TextVAE.from_pretrained(saved).paraphrase(text, 2, scale=3.0, seed=0, refine=0)

@@ -90,11 +90,12 @@ class TextVAE(VAEModel):
         points = (p for _, p in self.path(a, b, steps, slerp, refine=refine))
         return [text for texts in self.decode_stream(points, **decode_args) for text in texts]
 
-    def paraphrase(self, text: str, n: int = 5, scale: float = 1.0, seed: int | None = None, refine: int = ENCODE_REFINE,
+    def paraphrase(self, text: str, n: int = 5, scale: float = 1.0, seed: int | None = None, refine: int = 0,
                    **decode_args: Any) -> list[str]:
-        """Up to n distinct sentences decoded from around text's encoding (refined as encode), text itself left out, the
-        nearest first: z drawn at `scale` times PARAPHRASE_RADIUS (a quarter) of the prior's spread, widened while fewer
-        than n come out."""
+        """Up to n distinct sentences decoded from around text's encoding (the encoder's mu; `refine` > 0 refines it as
+        encode does), text itself left out, the nearest first: z drawn at `scale` times PARAPHRASE_RADIUS (a quarter) of
+        the prior's spread, widened while fewer than n come out. Not refined by default: a refined encoding sits deep in
+        its sentence's basin, and around a short one the quick start's model found no other sentence (README, paraphrase)."""
         return infer.paraphrase(self, text, n, scale=scale, seed=seed, refine=refine, **decode_args)
 
     def steer(self, text: str, source: Sequence[str], target: Sequence[str], alpha: float = 1.0, refine: int = ENCODE_REFINE,

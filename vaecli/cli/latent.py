@@ -201,7 +201,7 @@ def paraphrase(
     n: Annotated[int, typer.Option("-n", min=1, help="How many paraphrases (at most).")] = 5,
     scale: Annotated[float, typer.Option(min=0.0, callback=finite, help="How far from TEXT to draw: 1 is a quarter of the prior's spread.")] = 1.0,
     beam: BeamOpt = DECODE_BEAM, rerank: RerankOpt = DECODE_RERANK, sample_tokens: SampleOpt = False, top_p: TopPOpt = 1.0,
-    temperature: TempOpt = 1.0, no_repeat_ngram: NoRepeatOpt = 0, seed: SeedOpt = None, refine: RefineOpt = ENCODE_REFINE,
+    temperature: TempOpt = 1.0, no_repeat_ngram: NoRepeatOpt = 0, seed: SeedOpt = None, refine: RefineOpt = 0,
     model: ModelOpt = None,
 ) -> None:
     """Distinct sentences decoded from around TEXT's encoding (TEXT itself left out), the nearest first."""
