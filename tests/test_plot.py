@@ -94,3 +94,22 @@ def test_beta_is_drawn_from_the_schedule_at_every_step():
     assert xs == list(range(1, 12))
     assert ys == [0.0, 0.0, 0.0] + [0.0, 1.0] * 4
     assert beta_curve({}, 3) is None
+
+
+def test_the_latent_map_is_of_the_encoders_mu_not_refined(t5_dir, corpus, valid, tmp_path, monkeypatch):
+    import numpy as np
+
+    import vaecli.evaluation.plot as plot
+    from vaecli.api import TextVAE
+
+    run = tmp_path / "run"
+    finetune(TrainConfig(train_file=str(corpus), valid_file=str(valid), model=str(t5_dir), out=str(run), phase1_steps=2,
+                         phase2_steps=0, batch_size=8, bf16="no", latent_dim=4))
+    mapped = []
+    monkeypatch.setattr(plot, "plot_latent_map", lambda z, texts, path: mapped.append((z, texts)) or path)
+    r = CliRunner().invoke(app, ["plot", str(run), "--limit", "6"])
+    assert r.exit_code == 0, r.output
+    z, texts = mapped[0]
+    vae = TextVAE.from_pretrained(run)
+    np.testing.assert_allclose(z, vae.encode(texts, refine=0), atol=1e-6)
+    assert not np.allclose(z, vae.encode(texts), atol=1e-6)
