@@ -179,6 +179,29 @@ def lm_dirs(llama_dir, gpt2_dir) -> dict[str, Path]:
     return {"llama": llama_dir, "gpt2": gpt2_dir}
 
 
+FAMILIES = ["t5", "bart", "causal, its own reader", "causal, with BERT"]
+"""The model families that family_vaes builds, for tests parametrized over them."""
+
+
+@pytest.fixture(scope="module")
+def family_vaes(t5_dir, bart_dir, bert_dir, llama_dir) -> dict:
+    """One untrained VAE (latent 8, seed 0, eval mode) of each of FAMILIES: T5, BART, the Llama reading itself, and BERT
+    beside the Llama. Built anew for each test module; tests must not train them."""
+    import torch
+
+    from vaecli.config import VAEConfig
+    from vaecli.modeling.backbones import build_causal_vae, build_vae
+
+    torch.manual_seed(0)
+    config = dict(latent_dim=8)
+    return {
+        "t5": build_vae(str(t5_dir), VAEConfig(**config)).eval(),
+        "bart": build_vae(str(bart_dir), VAEConfig(**config)).eval(),
+        "causal, its own reader": build_causal_vae("decoder", str(llama_dir), VAEConfig(**config)).eval(),
+        "causal, with BERT": build_causal_vae(str(bert_dir), str(llama_dir), VAEConfig(**config)).eval(),
+    }
+
+
 @pytest.fixture
 def corpus() -> Path:
     return CORPUS

@@ -10,30 +10,23 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.conftest import FAMILIES
 from vaecli.api import TextVAE
 from vaecli.cli import app
 from vaecli.config import ENCODE_REFINE, VAEConfig
 from vaecli.evaluation.evaluate import evaluate
 from vaecli.inference.latent import encode
 from vaecli.inference.refine import refine, refine_rows
-from vaecli.modeling.backbones import build_causal_vae, build_vae
+from vaecli.modeling.backbones import build_causal_vae
 from vaecli.modeling.tokens import pad_batch, tokenize
 from vaecli.modeling.vae import VAEModel
 
 SENTENCES = ["the old house", "a dog barked at the moon", "she soaks up foreign languages like a sponge", "it rained"]
-FAMILIES = ["t5", "bart", "causal, its own reader", "causal, with BERT"]
 
 
 @pytest.fixture(scope="module")
-def models(t5_dir, bart_dir, bert_dir, llama_dir) -> dict[str, VAEModel]:
-    torch.manual_seed(0)
-    config = dict(latent_dim=8)
-    return {
-        "t5": build_vae(str(t5_dir), VAEConfig(**config)).eval(),
-        "bart": build_vae(str(bart_dir), VAEConfig(**config)).eval(),
-        "causal, its own reader": build_causal_vae("decoder", str(llama_dir), VAEConfig(**config)).eval(),
-        "causal, with BERT": build_causal_vae(str(bert_dir), str(llama_dir), VAEConfig(**config)).eval(),
-    }
+def models(family_vaes) -> dict[str, VAEModel]:
+    return family_vaes
 
 
 def targets_of(model: VAEModel, texts: list[str]) -> list[list[int]]:

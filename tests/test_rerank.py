@@ -10,26 +10,18 @@ import torch
 from typer.testing import CliRunner
 
 from tests.test_generate import ScriptedLM
-from vaecli.config import DECODE_BEAM, VAEConfig
+from vaecli.config import DECODE_BEAM
 from vaecli.inference.generate import beam_search, generate, strip_ids
 from vaecli.inference.latent import encode
 from vaecli.inference.rerank import choose as choose_lists
-from vaecli.modeling.backbones import build_causal_vae, build_vae
 from vaecli.modeling.vae import VAEModel
 
 A, B, C = "she soaks up foreign languages like a sponge", "he breathed new life into the old house", "the priest said mass"
 
 
 @pytest.fixture(scope="module")
-def models(t5_dir, bart_dir, bert_dir, llama_dir) -> dict[str, VAEModel]:
-    torch.manual_seed(0)
-    config = dict(latent_dim=8)
-    return {
-        "t5": build_vae(str(t5_dir), VAEConfig(**config)).eval(),
-        "bart": build_vae(str(bart_dir), VAEConfig(**config)).eval(),
-        "causal, its own reader": build_causal_vae("decoder", str(llama_dir), VAEConfig(**config)).eval(),
-        "causal, with BERT": build_causal_vae(str(bert_dir), str(llama_dir), VAEConfig(**config)).eval(),
-    }
+def models(family_vaes) -> dict[str, VAEModel]:
+    return family_vaes
 
 
 def pool_of(model: VAEModel, texts: list[list[str]], scores: list[list[float]]) -> tuple[torch.Tensor, torch.Tensor, list[list[int]]]:
