@@ -40,9 +40,7 @@ def main() -> None:
     model = vae
     texts = read_lines(path=args.test).texts[: args.limit]
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16("auto", vae.num_parameters())):  # encode runs in inference mode
-        mu = torch.from_numpy(vae.encode(texts, refine=0))
-    if args.refine:
-        mu = torch.from_numpy(vae.encode(texts, refine=args.refine))  # the steps run in float32 whatever the autocast
+        mu = torch.from_numpy(vae.encode(texts, refine=args.refine))  # the refining steps run in float32 whatever the autocast
     targets = model.family.target_ids(texts, model.config.max_length)
     tok = model.decoder_tokenizer
     refs = [t.strip() for t in tok.batch_decode(targets, skip_special_tokens=True)]
