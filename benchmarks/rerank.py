@@ -39,8 +39,10 @@ def main() -> None:
     vae = TextVAE.from_pretrained(args.model)
     model = vae
     texts = read_lines(path=args.test).texts[: args.limit]
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16("auto", vae.num_parameters())):  # encode runs in inference mode
-        mu = torch.from_numpy(vae.encode(texts, refine=args.refine))  # the refining steps run in float32 whatever the autocast
+    # mu as `vae evaluate` encodes it (bf16 by --bf16's rule); refined, as `vae encode` does (float32)
+    bf16 = use_bf16("auto", vae.num_parameters()) and not args.refine
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # encode runs in inference mode
+        mu = torch.from_numpy(vae.encode(texts, refine=args.refine))
     targets = model.family.target_ids(texts, model.config.max_length)
     tok = model.decoder_tokenizer
     refs = [t.strip() for t in tok.batch_decode(targets, skip_special_tokens=True)]
